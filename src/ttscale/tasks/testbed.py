@@ -147,6 +147,12 @@ class TestbedTask:
                 return m.group(1)
         return None
 
+    def revision_prompt(self, problem: Problem, previous: list[str]) -> str:
+        """Prompt for the revision model: the question, then each earlier attempt (oldest first)
+        on one ``P:`` line with its steps joined by ``;``. The model then writes a new attempt."""
+        lines = ["P:" + ";".join(s for s in text.strip().split("\n") if s) for text in previous]
+        return problem.prompt + "".join(line + "\n" for line in lines)
+
     def step_labels(self, problem: Problem, steps: list[str]) -> list[bool]:
         """Exact per-step labels (the testbed's "human" labels)."""
         return step_correctness(parse_question(problem.question), steps)

@@ -6,7 +6,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
-CHARS = list("0123456789+-*=:QAabcdefgh\n")
+CHARS = list("0123456789+-*=:QAPabcdefgh;\n")
 
 
 def build_tokenizer() -> PreTrainedTokenizerFast:

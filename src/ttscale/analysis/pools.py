@@ -1,0 +1,104 @@
+"""Accuracy-vs-budget curves from one pool of samples per question.
+
+Best-of-N and majority curves for every N <= pool size come from a single pool of samples:
+the pool is cut into disjoint subsets of size N and the accuracies averaged, so a whole curve
+costs N_max generations instead of their sum. pass@N uses the unbiased estimator of Chen et al.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from math import comb
+
+
+@dataclass(frozen=True)
+class PoolSample:
+    answer: str | None
+    correct: bool
+    score: float = 0.0  # aggregated verifier score of the whole solution
+
+
+def majority_answer(samples: Sequence[PoolSample]) -> str | None:
+    """Most frequent answer; ties go to the answer that reached the count first."""
+    counts: dict[str, int] = defaultdict(int)
+    best, best_n = None, 0
+    for s in samples:
+        if s.answer is None:
+            continue
+        counts[s.answer] += 1
+        if counts[s.answer] > best_n:
+            best, best_n = s.answer, counts[s.answer]
+    return best
+
+
+def weighted_answer(samples: Sequence[PoolSample]) -> str | None:
+    """Answer with the largest sum of verifier scores (the paper's weighted best-of-N)."""
+    totals: dict[str, float] = defaultdict(float)
+    for s in samples:
+        if s.answer is not None:
+            totals[s.answer] += s.score
+    return max(totals, key=lambda a: totals[a]) if totals else None
+
+
+def argmax_sample(samples: Sequence[PoolSample]) -> PoolSample:
+    return max(samples, key=lambda s: s.score)
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from c correct among n samples."""
+    if n - c < k:
+        return 1.0
+    return 1.0 - comb(n - c, k) / comb(n, k)
+
+
+def _subsets(pool: Sequence[PoolSample], n: int, seed: int,
+             max_subsets: int = 16) -> list[Sequence[PoolSample]]:
+    order = list(range(len(pool)))
+    random.Random(seed).shuffle(order)
+    k = min(len(pool) // n, max_subsets)
+    return [[pool[i] for i in order[j * n:(j + 1) * n]] for j in range(k)]
+
+
+def pool_accuracy(pool: Sequence[PoolSample], gold_correct_answer: str | None, n: int,
+                  method: str, seed: int = 0) -> float:
+    """Expected accuracy of ``method`` at budget ``n`` on one question's pool."""
+    if method == "pass":
+        return pass_at_k(len(pool), sum(s.correct for s in pool), n)
+    subsets = _subsets(pool, n, seed)
+    if not subsets:
+        raise ValueError(f"pool of {len(pool)} samples is smaller than budget {n}")
+    hits = 0.0
+    for sub in subsets:
+        if method == "majority":
+            hits += _is_right(majority_answer(sub), sub)
+        elif method == "weighted":
+            hits += _is_right(weighted_answer(sub), sub)
+        elif method == "argmax":
+            hits += argmax_sample(sub).correct
+        else:
+            raise ValueError(f"unknown pool method {method!r}")
+    return hits / len(subsets)
+
+
+def _is_right(answer: str | None, sub: Sequence[PoolSample]) -> float:
+    return float(answer is not None and any(s.correct and s.answer == answer for s in sub))
+
+
+def within_question_auc(pool: Sequence[PoolSample]) -> float | None:
+    """P(score of a correct sample > score of an incorrect one), ties 1/2; None if one side is
+    empty. This (not pooled AUC) tells whether a verifier can rank a question's own samples."""
+    pos = [s.score for s in pool if s.correct]
+    neg = [s.score for s in pool if not s.correct]
+    if not pos or not neg:
+        return None
+    wins = sum((p > q) + 0.5 * (p == q) for p in pos for q in neg)
+    return wins / (len(pos) * len(neg))
+
+
+def mean_within_auc(pools: Sequence[Sequence[PoolSample]]) -> tuple[float, int]:
+    """Mean within-question AUC and the number of questions that have both sides."""
+    aucs = [a for a in (within_question_auc(p) for p in pools) if a is not None]
+    return (sum(aucs) / len(aucs) if aucs else float("nan")), len(aucs)

@@ -1,0 +1,288 @@
+"""Run one strategy at one budget over a task, grading and storing every problem as it finishes.
+
+Resume is by construction: each problem's result is committed to ``<out>/ttscale.db`` under a
+``run_key`` that hashes every setting that changes results, and a rerun skips the problems already
+stored. Strategies derive every engine call's seed from the run seed and the problem id
+(``strategies.common.derive_seed``), and each problem gets a fresh context, so a problem's result
+does not depend on which problems ran before it in the same process: a resumed run ends with
+exactly the results of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ttscale.config import RunConfig
+from ttscale.store.sqlite import Store, StoredResult
+from ttscale.testbed.paths import resolve_model
+from ttscale.types import Cost, Problem
+
+#: bump when the runner changes what a run computes, so old stored results are not resumed
+RESULTS_VERSION = 1
+#: strategies that never call the verifier (so no PRM is loaded for them)
+NO_VERIFIER = frozenset({"majority"})
+#: files at most this large are fingerprinted by content, larger ones by size and mtime
+_HASH_LIMIT = 64 * 2**20
+
+
+@dataclass
+class RunSummary:
+    """What ``ttscale run --json`` prints (contract keys: accuracy, n_problems, budget,
+    strategy, cost)."""
+
+    accuracy: float
+    n_problems: int
+    n_correct: int
+    budget: int
+    strategy: str
+    task: str
+    cost: dict[str, float]
+    accuracy_by_difficulty: dict[str, float] = field(default_factory=dict)
+    n_by_difficulty: dict[str, int] = field(default_factory=dict)
+    resumed: int = 0
+    computed: int = 0
+    seed: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
+    run_key: str = ""
+    out: str = ""
+    db: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ---- identity of a run ---------------------------------------------------------------------
+
+
+def fingerprint(spec: str) -> dict[str, Any]:
+    """Identify a model or data file by content, so a retrained model in the same folder does not
+    resume stale results and a copied one still does. Non-paths (served model names) are kept
+    as given."""
+    p = Path(spec)
+    if not p.exists():
+        return {"name": spec}
+    files = sorted(f for f in (p.rglob("*") if p.is_dir() else [p]) if f.is_file())
+    h = hashlib.sha256()
+    for f in files:
+        st = f.stat()
+        h.update(str(f.relative_to(p) if p.is_dir() else f.name).encode())
+        if st.st_size <= _HASH_LIMIT:
+            h.update(hashlib.sha256(f.read_bytes()).digest())
+        else:
+            h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+    return {"sha256": h.hexdigest()}
+
+
+def run_key(config: RunConfig, policy: str, prm: str | None) -> str:
+    """Hash of everything that changes a problem's result (not limit, out or progress)."""
+    task_id: dict[str, Any] = {"task": config.task, "task_options": config.task_options}
+    if config.task == "testbed":
+        task_id["split"] = config.split
+    elif Path(config.task).is_file():
+        task_id = {"task_file": fingerprint(config.task), "task_options": config.task_options}
+    ident = {
+        "v": RESULTS_VERSION, "task": task_id, "strategy": config.strategy,
+        "budget": config.budget, "options": config.options, "seed": config.seed,
+        "temperature": config.temperature, "top_p": config.top_p,
+        "max_step_tokens": config.max_step_tokens,
+        "max_solution_tokens": config.max_solution_tokens, "max_rounds": config.max_rounds,
+        "engine": config.engine, "base_url": config.base_url if config.engine != "hf" else None,
+        "policy": fingerprint(policy), "device": config.device,
+        "prm": None if prm is None else {"model": fingerprint(prm), "kind": config.prm_kind},
+    }
+    blob = json.dumps(ident, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# ---- building the parts ------------------------------------------------------------------
+
+
+def needs_verifier(name: str, fn: Any) -> bool:
+    """A strategy may declare ``needs_verifier``; otherwise only majority voting goes without."""
+    declared = getattr(fn, "needs_verifier", None)
+    return bool(declared) if declared is not None else name not in NO_VERIFIER
+
+
+def build_task(config: RunConfig) -> Any:
+    from ttscale.tasks import load_task
+
+    kwargs = dict(config.task_options)
+    if config.task == "testbed":
+        kwargs.setdefault("split", config.split)
+        # testbed problems are generated in a fixed order, so the first K are the same for any n
+        kwargs.setdefault("n", config.limit or 500)
+    return load_task(config.task, **kwargs)
+
+
+def select_problems(task: Any, config: RunConfig) -> list[Problem]:
+    problems = list(task.problems())
+    if config.limit is not None:
+        problems = problems[: config.limit]
+    if not problems:
+        raise ValueError(f"task {config.task!r} has no problems")
+    seen: set[str] = set()
+    for p in problems:
+        if p.id in seen:
+            raise ValueError(f"task {config.task!r} has two problems with id {p.id!r}; "
+                             "ids must be unique for results to be stored and resumed")
+        seen.add(p.id)
+    return problems
+
+
+def resolve_policy(config: RunConfig) -> str:
+    policy = resolve_model(config.policy, "policy-small")
+    if config.engine == "hf" and not Path(policy).exists():
+        raise FileNotFoundError(f"policy model not found at {policy}")
+    return policy
+
+
+def resolve_prm(config: RunConfig) -> str:
+    prm = resolve_model(config.prm, "prm")
+    if not Path(prm).exists() and "://" not in prm:
+        raise FileNotFoundError(f"PRM not found at {prm}")
+    return prm
+
+
+def build_generator(config: RunConfig, policy: str) -> Any:
+    if config.engine == "openai":
+        if not config.base_url:
+            raise ValueError("engine 'openai' needs base_url (the server, e.g. "
+                             "http://localhost:8000/v1)")
+        from ttscale.engines.openai import OpenAIGenerator
+
+        return OpenAIGenerator(base_url=config.base_url, model=policy)
+    from ttscale.engines.hf import HFGenerator
+
+    return HFGenerator.from_pretrained(policy, device=config.device)
+
+
+def build_scorer(config: RunConfig, prm: str) -> Any:
+    from ttscale.verifiers import load_verifier
+
+    return load_verifier(prm, kind=config.prm_kind)
+
+
+def grade_answer(pred: str | None, gold: str) -> tuple[bool, str]:
+    from ttscale.grading import grade
+
+    g = grade(pred, gold)
+    return bool(g.equal), str(g.reason)
+
+
+# ---- the run -------------------------------------------------------------------------------
+
+
+def run(config: RunConfig, progress: bool = True) -> RunSummary:
+    """Solve every selected problem not yet stored for this run, then summarise all of them.
+
+    Cheap checks (strategy name, task, model paths) come before any model is loaded, and nothing
+    is loaded when every problem is already stored.
+    """
+    from ttscale.strategies.base import SearchContext, get_strategy
+
+    strategy = get_strategy(config.strategy)
+    use_prm = needs_verifier(config.strategy, strategy)
+    task = build_task(config)
+    problems = select_problems(task, config)
+    policy = resolve_policy(config)
+    prm = resolve_prm(config) if use_prm else None
+    key = run_key(config, policy, prm)
+
+    with Store.in_dir(config.out) as store:
+        store.ensure_run(key, {**config.model_dump(), "policy_resolved": policy,
+                               "prm_resolved": prm, "run_key": key})
+        done = store.done_ids(key)
+        todo = [(i, p) for i, p in enumerate(problems) if p.id not in done]
+        resumed = len(problems) - len(todo)
+        if todo:
+            ctx = SearchContext(
+                task=task, generator=build_generator(config, policy),
+                scorer=build_scorer(config, prm) if prm is not None else None,
+                seed=config.seed, temperature=config.temperature, top_p=config.top_p,
+                max_step_tokens=config.max_step_tokens,
+                max_solution_tokens=config.max_solution_tokens, max_rounds=config.max_rounds,
+                options=dict(config.options))
+            stored = store.results(key, {p.id for p in problems})
+            with _Progress(progress, len(problems), resumed,
+                           sum(bool(r.correct) for r in stored), config) as bar:
+                for idx, problem in todo:
+                    pctx = ctx.fresh()
+                    t0 = time.perf_counter()
+                    result = strategy(problem, config.budget, pctx)
+                    if not result.cost.wall_s:
+                        result.cost.wall_s = time.perf_counter() - t0
+                    result.correct, reason = grade_answer(result.answer, problem.answer)
+                    store.add_result(key, problem, result, grade_reason=reason, idx=idx)
+                    bar.advance(bool(result.correct))
+        rows = store.results(key, {p.id for p in problems})
+        return summarize(config, rows, key, resumed, len(todo), store)
+
+
+def summarize(config: RunConfig, rows: list[StoredResult], key: str, resumed: int,
+              computed: int, store: Store) -> RunSummary:
+    total = Cost()
+    by_diff: dict[str, list[bool]] = defaultdict(list)
+    for r in rows:
+        total.add(r.cost)
+        by_diff["unknown" if r.difficulty is None else str(r.difficulty)].append(bool(r.correct))
+    n_correct = sum(bool(r.correct) for r in rows)
+    order = sorted(by_diff, key=lambda d: (not d.isdigit(), int(d) if d.isdigit() else 0, d))
+    cost = total.to_dict()  # every contract key of COST_KEYS, plus total_flops
+    return RunSummary(
+        accuracy=n_correct / len(rows) if rows else 0.0, n_problems=len(rows),
+        n_correct=n_correct, budget=config.budget, strategy=config.strategy, task=config.task,
+        cost=cost,
+        accuracy_by_difficulty={d: sum(by_diff[d]) / len(by_diff[d]) for d in order},
+        n_by_difficulty={d: len(by_diff[d]) for d in order}, resumed=resumed,
+        computed=computed, seed=config.seed, options=dict(config.options), run_key=key,
+        out=str(Path(config.out)), db=str(store.path))
+
+
+class _Progress:
+    """A rich progress bar on stderr with the running accuracy; a no-op when disabled."""
+
+    def __init__(self, enabled: bool, total: int, done: int, correct: int,
+                 config: RunConfig) -> None:
+        self.enabled, self.total, self.done, self.correct = enabled, total, done, correct
+        self.label = f"{config.strategy} N={config.budget}"
+        self._bar: Any = None
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._bar = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("acc {task.fields[acc]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                console=Console(stderr=True))
+            self._bar.start()
+            self._id = self._bar.add_task(self.label, total=self.total, completed=self.done,
+                                          acc=self._acc())
+        return self
+
+    def _acc(self) -> str:
+        return f"{self.correct / self.done:.3f}" if self.done else "-"
+
+    def advance(self, correct: bool) -> None:
+        self.done += 1
+        self.correct += int(correct)
+        if self._bar is not None:
+            self._bar.update(self._id, advance=1, acc=self._acc())
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()

@@ -1,0 +1,52 @@
+"""Shared pieces of the training commands: model construction, token batches, seeding."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import torch
+from transformers import LlamaConfig, PreTrainedTokenizerBase
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def set_threads() -> None:
+    """Use every core unless the user pinned a count (tiny models gain nothing from more)."""
+    n = int(os.environ.get("TTSCALE_THREADS", "0") or 0)
+    if n > 0:
+        torch.set_num_threads(n)
+
+
+def llama_config(tokenizer: PreTrainedTokenizerBase, hidden: int, layers: int, heads: int,
+                 ffn: int, max_positions: int = 256, **extra) -> LlamaConfig:
+    return LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=ffn,
+        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
+        max_position_embeddings=max_positions, tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, rms_norm_eps=1e-5, **extra,
+    )
+
+
+def pad_batch(seqs: list[list[int]], pad_id: int, label_seqs: list[list[int]] | None = None,
+              label_pad: int | float = -100) -> dict[str, torch.Tensor]:
+    """Right-pad token id lists (and aligned labels) into tensors with an attention mask."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s)
+        mask[i, : len(s)] = 1
+    out = {"input_ids": ids, "attention_mask": mask}
+    if label_seqs is not None:
+        is_float = any(isinstance(x, float) for s in label_seqs for x in s)
+        labels = torch.full((len(seqs), width), label_pad,
+                            dtype=torch.float if is_float else torch.long)
+        for i, s in enumerate(label_seqs):
+            labels[i, : len(s)] = torch.tensor(s, dtype=labels.dtype)
+        out["labels"] = labels
+    return out

@@ -1,0 +1,170 @@
+"""Train a process reward model: a token-classification head read at the end of every step.
+
+Data are the JSON lines written by ``ttscale label`` (``mc_labels.py``): each sampled solution
+with per-step ``soft`` (fraction of rollouts reaching the gold answer), ``hard`` (any did) and,
+on the testbed, ``exact`` labels. The loss is binary cross-entropy against the chosen labels at
+the last token of each step's delimiter; every other position is ignored.
+
+Built on the transformers ``Trainer`` (a custom loss only), so the same command trains a PRM on
+a user's own model; ``init`` is any causal LM checkpoint, whose body is reused and whose head is
+replaced by a one-logit scorer.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+from transformers import (
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainingArguments,
+)
+
+from ttscale.train.common import pad_batch
+
+LABEL_KINDS = ("soft", "hard", "exact")
+
+
+def step_end_positions(tokenizer: PreTrainedTokenizerBase, prompt: str, steps: list[str],
+                       delimiter: str, add_bos: bool = True) -> tuple[list[int], list[int]]:
+    """Token ids of bos + prompt + steps (each followed by ``delimiter``) and, per step, the index
+    of the token that holds the last character of its delimiter (where the PRM is read)."""
+    text = prompt
+    char_ends = []
+    for step in steps:
+        text += step + delimiter
+        char_ends.append(len(text) - 1)
+    enc = tokenizer(text, return_offsets_mapping=True, add_special_tokens=False)
+    ids, offsets = list(enc["input_ids"]), enc["offset_mapping"]
+    # the token holding char `end` is the last one that starts at or before it
+    positions, j = [], 0
+    for end in char_ends:
+        while j + 1 < len(offsets) and offsets[j + 1][0] <= end:
+            j += 1
+        positions.append(j)
+    if add_bos and tokenizer.bos_token_id is not None:
+        ids = [tokenizer.bos_token_id] + ids
+        positions = [p + 1 for p in positions]
+    return ids, positions
+
+
+@dataclass
+class PRMExample:
+    input_ids: list[int]
+    labels: list[float]  # -100 where ignored
+
+
+def load_label_records(path: Path) -> list[dict]:
+    records = []
+    with path.open() as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+                rec["solutions"]  # noqa: B018  (validates the field exists)
+            except (ValueError, KeyError) as exc:
+                raise ValueError(f"{path}:{lineno}: not a label record ({exc})") from exc
+            records.append(rec)
+    if not records:
+        raise ValueError(f"{path}: no label records")
+    return records
+
+
+def build_examples(records: list[dict], tokenizer: PreTrainedTokenizerBase, label_kind: str,
+                   delimiter: str, dedupe: bool = True) -> list[PRMExample]:
+    """One example per distinct solution text (duplicates would over-weight easy answers)."""
+    if label_kind not in LABEL_KINDS:
+        raise ValueError(f"unknown label kind {label_kind!r}; choose one of {LABEL_KINDS}")
+    out, seen = [], set()
+    for rec in records:
+        for sol in rec["solutions"]:
+            if label_kind not in sol:
+                raise ValueError(f"problem {rec.get('problem_id')}: no {label_kind!r} labels")
+            key = (rec["prompt"], tuple(sol["steps"]))
+            if not sol["steps"] or (dedupe and key in seen):
+                continue
+            seen.add(key)
+            ids, pos = step_end_positions(tokenizer, rec["prompt"], sol["steps"], delimiter)
+            labels = [-100.0] * len(ids)
+            for p, y in zip(pos, sol[label_kind], strict=True):
+                labels[p] = float(y)
+            out.append(PRMExample(ids, labels))
+    return out
+
+
+class _ListDataset(Dataset):
+    def __init__(self, items: list[PRMExample]) -> None:
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> PRMExample:
+        return self.items[i]
+
+
+class PRMTrainer(Trainer):
+    """BCE on the step-end positions only (soft targets allowed)."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs.pop("labels")
+        logits = model(**inputs).logits.squeeze(-1)
+        mask = labels != -100
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(
+            logits[mask], labels[mask].to(logits.dtype))
+        return (loss, logits) if return_outputs else loss
+
+
+@dataclass(frozen=True)
+class PRMTrainConfig:
+    label_kind: str = "soft"
+    epochs: float = 3.0
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.05
+    seed: int = 0
+    delimiter: str = "\n"
+
+
+def train_prm(init: Path, labels_path: Path, out_dir: Path, cfg: PRMTrainConfig,
+              log_every: int = 50) -> dict:
+    """Fine-tune ``init`` (a causal LM or PRM checkpoint) into a PRM saved at ``out_dir``."""
+    tokenizer = AutoTokenizer.from_pretrained(init)
+    records = load_label_records(labels_path)
+    examples = build_examples(records, tokenizer, cfg.label_kind, cfg.delimiter)
+    random.Random(cfg.seed).shuffle(examples)
+    torch.manual_seed(cfg.seed)
+    model = AutoModelForTokenClassification.from_pretrained(init, num_labels=1)
+    model.config.problem_type = "regression"
+    model.config.ttscale = {"kind": "prm", "label_kind": cfg.label_kind,
+                            "step_delimiter": cfg.delimiter}
+
+    def collate(items: list[PRMExample]) -> dict[str, torch.Tensor]:
+        return pad_batch([x.input_ids for x in items], tokenizer.pad_token_id,
+                         [x.labels for x in items], label_pad=-100.0)
+
+    args = TrainingArguments(
+        output_dir=str(out_dir / "_trainer"), num_train_epochs=cfg.epochs,
+        per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
+        weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio,
+        lr_scheduler_type="cosine", logging_steps=log_every, save_strategy="no", report_to=[],
+        use_cpu=not torch.cuda.is_available(), seed=cfg.seed, disable_tqdm=True,
+        remove_unused_columns=False,
+    )
+    trainer = PRMTrainer(model=model, args=args, train_dataset=_ListDataset(examples),
+                         data_collator=collate)
+    out = trainer.train()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return {"examples": len(examples), "train_loss": out.training_loss,
+            "steps": out.global_step}

@@ -1,0 +1,332 @@
+"""The CLI: `ttscale run` end to end on real tiny models, `ttscale grade`, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ttscale.cli import main
+from ttscale.types import COST_KEYS
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_tiny_models(root: Path) -> tuple[Path, Path]:
+    """A random-init Llama policy and a Llama token-classification PRM on the testbed tokenizer."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, LlamaForTokenClassification
+
+    from ttscale.testbed.tokenizer import build_tokenizer
+
+    tok = build_tokenizer()
+    torch.manual_seed(0)
+    common = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
+                  pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+                  eos_token_id=tok.eos_token_id, tie_word_embeddings=True)
+    policy_dir, prm_dir = root / "policy", root / "prm"
+    LlamaForCausalLM(LlamaConfig(**common)).save_pretrained(policy_dir)
+    LlamaForTokenClassification(LlamaConfig(**common, num_labels=1)).save_pretrained(prm_dir)
+    for d in (policy_dir, prm_dir):
+        tok.save_pretrained(d)
+    return policy_dir, prm_dir
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory) -> tuple[Path, Path]:
+    return make_tiny_models(tmp_path_factory.mktemp("tiny-models"))
+
+
+def _run(capsys, argv: list[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def _assert_one_line_error(code: int, err: str, *needles: str) -> None:
+    assert code != 0
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line on stderr, got: {err!r}"
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
+
+
+# ---- end to end on real tiny models ------------------------------------------------------
+
+SMALL = ["--set", "max_solution_tokens=40", "--set", "max_step_tokens=8",
+         "--set", "max_rounds=4", "--no-progress"]
+
+
+@pytest.mark.parametrize("strategy,extra", [
+    ("majority", []),
+    ("beam", ["--beam-width", "2"]),
+])
+def test_run_json_end_to_end_and_resume(capsys, tmp_path, tiny_models, strategy, extra):
+    policy, prm = tiny_models
+    out = tmp_path / "out"
+    argv = ["run", "--task", "testbed", "--strategy", strategy, "--budget", "4", "--limit", "3",
+            "--seed", "1", "--out", str(out), "--policy", str(policy), "--prm", str(prm),
+            "--json", *extra, *SMALL]
+    code, stdout, err = _run(capsys, argv)
+    assert code == 0, err
+    summary = json.loads(stdout)  # exactly one JSON object on stdout
+    assert summary["strategy"] == strategy and summary["budget"] == 4
+    assert summary["n_problems"] == 3 and summary["computed"] == 3 and summary["resumed"] == 0
+    assert set(COST_KEYS) | {"total_flops"} <= set(summary["cost"])
+    cost = summary["cost"]
+    assert cost["generations"] == 3 * 4  # N generations per problem, whatever the search
+    assert cost["generated_tokens"] > 0 and cost["policy_flops"] > 0
+    assert cost["total_flops"] == pytest.approx(
+        cost["policy_flops"] + cost["prm_flops"] + cost["difficulty_flops"])
+    if strategy == "majority":
+        assert cost["prm_tokens"] == 0  # no verifier is loaded or called
+    else:
+        assert cost["prm_tokens"] > 0 and cost["prm_flops"] > 0
+
+    db = sqlite3.connect(out / "ttscale.db")
+    rows = db.execute("SELECT problem_id, correct, candidates, cost FROM results").fetchall()
+    assert len(rows) == 3
+    assert summary["accuracy"] == pytest.approx(sum(r[1] for r in rows) / 3)
+    assert sum(json.loads(r[3])["generations"] for r in rows) == cost["generations"]
+    for _, _, cands, _ in rows:
+        cands = json.loads(cands)
+        assert cands, "every candidate is stored"
+        for c in cands:
+            assert set(c) >= {"steps", "scores", "finished", "answer"}
+            if strategy == "beam" and c["steps"]:
+                assert len(c["scores"]) == len(c["steps"])  # a PRM score for every step
+    n_samples = db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+    assert n_samples == sum(len(json.loads(r[2])) for r in rows)
+    db.close()
+
+    # the same command again finds everything stored and recomputes nothing
+    code, stdout2, err = _run(capsys, argv)
+    assert code == 0, err
+    again = json.loads(stdout2)
+    assert again["resumed"] == 3 and again["computed"] == 0
+    assert again["accuracy"] == summary["accuracy"] and again["cost"] == summary["cost"]
+    assert again["run_key"] == summary["run_key"]
+
+
+def test_run_table_output_and_recipe(capsys, tmp_path, tiny_models):
+    policy, _ = tiny_models
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"task: testbed\nstrategy: majority\nbudget: 2\nlimit: 2\n"
+                      f"policy: {policy}\nout: {tmp_path / 'o'}\nmax_solution_tokens: 30\n")
+    code, stdout, err = _run(capsys, ["run", "--config", str(recipe), "--no-progress"])
+    assert code == 0, err
+    assert "accuracy" in stdout and "majority" in stdout
+    # a flag overrides the recipe, and a different budget is a different run (nothing resumed)
+    code, stdout, err = _run(capsys, ["run", "--config", str(recipe), "--budget", "3", "--json",
+                                      "--no-progress"])
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert summary["budget"] == 3 and summary["resumed"] == 0
+    assert summary["cost"]["generations"] == 2 * 3
+
+
+def test_out_path_that_is_a_file(capsys, tmp_path, tiny_models):
+    policy, _ = tiny_models
+    f = tmp_path / "not-a-dir"
+    f.write_text("x")
+    code, _, err = _run(capsys, ["run", "--task", "testbed", "--strategy", "majority",
+                                 "--budget", "2", "--limit", "1", "--policy", str(policy),
+                                 "--out", str(f)])
+    _assert_one_line_error(code, err, "not a folder")
+
+
+def test_corrupt_database(capsys, tmp_path, tiny_models):
+    policy, _ = tiny_models
+    (tmp_path / "ttscale.db").write_bytes(b"garbage" * 1000)
+    code, _, err = _run(capsys, ["run", "--task", "testbed", "--strategy", "majority",
+                                 "--budget", "2", "--limit", "1", "--policy", str(policy),
+                                 "--out", str(tmp_path)])
+    _assert_one_line_error(code, err, "not a usable ttscale database")
+
+
+# ---- errors: one line, non-zero exit, no traceback ---------------------------------------
+
+BASE = ["run", "--task", "testbed", "--strategy", "majority", "--budget", "2", "--limit", "1"]
+
+
+def test_unknown_flag(capsys):
+    code, _, err = _run(capsys, ["run", "--bogus"])
+    _assert_one_line_error(code, err, "--bogus")
+    assert code == 2
+
+
+def test_bad_flag_value(capsys):
+    code, _, err = _run(capsys, ["run", "--task", "testbed", "--strategy", "majority",
+                                 "--budget", "many"])
+    _assert_one_line_error(code, err, "--budget")
+
+
+def test_unknown_command(capsys):
+    code, _, err = _run(capsys, ["frobnicate"])
+    _assert_one_line_error(code, err, "frobnicate")
+
+
+def test_missing_required(capsys):
+    code, _, err = _run(capsys, ["run", "--task", "testbed", "--strategy", "majority"])
+    _assert_one_line_error(code, err, "budget")
+
+
+def test_unknown_strategy(capsys, tmp_path):
+    code, _, err = _run(capsys, ["run", "--task", "testbed", "--strategy", "telepathy",
+                                 "--budget", "2", "--out", str(tmp_path)])
+    _assert_one_line_error(code, err, "unknown strategy 'telepathy'", "majority")
+    assert not (tmp_path / "ttscale.db").exists()  # failed before writing anything
+
+
+def test_missing_policy_path(capsys, tmp_path):
+    code, _, err = _run(capsys, [*BASE, "--policy", str(tmp_path / "nope"),
+                                 "--out", str(tmp_path)])
+    _assert_one_line_error(code, err, "policy", str(tmp_path / "nope"))
+
+
+def test_missing_prm_path(capsys, tmp_path, tiny_models):
+    policy, _ = tiny_models
+    code, _, err = _run(capsys, ["run", "--task", "testbed", "--strategy", "beam", "--budget",
+                                 "4", "--policy", str(policy), "--prm", str(tmp_path / "nope"),
+                                 "--out", str(tmp_path)])
+    _assert_one_line_error(code, err, "PRM", str(tmp_path / "nope"))
+
+
+def test_missing_testbed_model_names_the_fix(capsys, tmp_path, monkeypatch):
+    import ttscale.testbed.paths as paths
+
+    monkeypatch.setattr(paths, "models_dir", lambda: tmp_path / "models")
+    code, _, err = _run(capsys, [*BASE, "--out", str(tmp_path)])
+    _assert_one_line_error(code, err, "testbed model 'policy-small' not found",
+                           "ttscale testbed train")
+
+
+def test_unknown_task_file(capsys, tmp_path):
+    code, _, err = _run(capsys, ["run", "--task", str(tmp_path / "nope.jsonl"), "--strategy",
+                                 "majority", "--budget", "2", "--out", str(tmp_path)])
+    _assert_one_line_error(code, err, "nope.jsonl")
+
+
+def test_missing_config_file(capsys, tmp_path):
+    code, _, err = _run(capsys, ["run", "--config", str(tmp_path / "none.yaml")])
+    _assert_one_line_error(code, err, "config file", "none.yaml", "not found")
+
+
+def test_malformed_yaml_names_the_line(capsys, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("task: testbed\nstrategy: [beam\nbudget: 4\n")
+    code, _, err = _run(capsys, ["run", "--config", str(bad)])
+    _assert_one_line_error(code, err, "bad.yaml", "line", "invalid YAML")
+
+
+def test_recipe_that_is_not_a_mapping(capsys, tmp_path):
+    bad = tmp_path / "list.yaml"
+    bad.write_text("- task\n- testbed\n")
+    code, _, err = _run(capsys, ["run", "--config", str(bad)])
+    _assert_one_line_error(code, err, "list.yaml", "mapping")
+
+
+def test_unknown_key_in_recipe(capsys, tmp_path):
+    bad = tmp_path / "typo.yaml"
+    bad.write_text("task: testbed\nstrategy: beam\nbugdet: 4\n")
+    code, _, err = _run(capsys, ["run", "--config", str(bad)])
+    _assert_one_line_error(code, err, "'bugdet'", "typo.yaml", "did you mean 'budget'")
+
+
+def test_bad_type_in_recipe(capsys, tmp_path):
+    bad = tmp_path / "type.yaml"
+    bad.write_text("task: testbed\nstrategy: beam\nbudget: lots\n")
+    code, _, err = _run(capsys, ["run", "--config", str(bad)])
+    _assert_one_line_error(code, err, "'budget'", "type.yaml", "lots")
+
+
+@pytest.mark.parametrize("item,needle", [
+    ("budget", "KEY=VALUE"),
+    ("budget=abc", "'budget'"),
+    ("budget=yes", "boolean"),
+    ("beam_width=4", "options.beam_width"),
+    ("budget.x=1", "not a mapping"),
+    ("options.beam_width=[1", "not valid YAML"),
+    ("temperature=-1", "'temperature'"),
+])
+def test_bad_set(capsys, item, needle):
+    code, _, err = _run(capsys, [*BASE, "--set", item])
+    _assert_one_line_error(code, err, needle)
+
+
+def test_placeholder_recipe_is_reported(capsys):
+    code, _, err = _run(capsys, ["run", "--config", str(REPO / "recipes" / "math500-vllm.yaml")])
+    _assert_one_line_error(code, err, "placeholder", "'task'")
+
+
+def test_shipped_recipes_parse():
+    from ttscale.config import ConfigError, build_config
+
+    recipes = sorted((REPO / "recipes").glob("*.yaml"))
+    assert len(recipes) >= 3
+    for path in recipes:
+        try:
+            cfg = build_config(path)
+        except ConfigError as e:  # only the fill-in-yourself placeholders may fail
+            assert "placeholder" in str(e), f"{path.name}: {e}"
+            continue
+        assert cfg.task == "testbed" and cfg.budget >= 1
+
+
+def test_set_values_are_yaml_typed_and_dotted():
+    from ttscale.config import build_config
+
+    cfg = build_config(None, {"task": "testbed", "strategy": "beam", "budget": 4,
+                              "options.beam_width": 2},
+                       ["options.aggregation=min", "limit=null", "options.extra.depth=3",
+                        "temperature=0.5"])
+    assert cfg.options == {"beam_width": 2, "aggregation": "min", "extra": {"depth": 3}}
+    assert cfg.limit is None and cfg.temperature == 0.5
+
+
+def test_grade_cli(capsys, tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"pred": "1/2", "gold": "0.5"}\n{"pred": "17", "gold": "23"}\n'
+                   '{"pred": null, "gold": "3"}\n')
+    code, stdout, err = _run(capsys, ["grade", "--in", str(src)])
+    assert code == 0, err
+    lines = [json.loads(line) for line in stdout.splitlines()]
+    assert [x["equal"] for x in lines] == [True, False, False]
+    assert all({"reason", "seconds"} <= set(x) for x in lines)
+
+    out = tmp_path / "graded.jsonl"
+    code, stdout, err = _run(capsys, ["grade", "--in", str(src), "--out", str(out), "--json"])
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert summary["n"] == 3 and summary["n_equal"] == 1
+    assert len(out.read_text().splitlines()) == 3
+
+
+def test_grade_errors(capsys, tmp_path):
+    code, _, err = _run(capsys, ["grade", "--in", str(tmp_path / "none.jsonl")])
+    _assert_one_line_error(code, err, "none.jsonl", "not found")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"pred": "1", "gold": "1"}\n{"pred": "1"\n')
+    code, _, err = _run(capsys, ["grade", "--in", str(bad)])
+    _assert_one_line_error(code, err, "bad.jsonl", "2")
+    code, _, err = _run(capsys, ["grade"])
+    _assert_one_line_error(code, err, "--in")
+
+
+def test_console_script_errors_are_one_line():
+    """Through the installed entry point, as a user runs it."""
+    exe = Path(sys.executable).with_name("ttscale")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-c",
+                                            "from ttscale.cli import app; app()"]
+    p = subprocess.run([*cmd, "run", "--budget", "x"], capture_output=True, text=True,
+                       timeout=60)
+    _assert_one_line_error(p.returncode, p.stderr, "--budget")
+    p = subprocess.run([*cmd, "--help"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and "run" in p.stdout and "grade" in p.stdout

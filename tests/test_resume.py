@@ -1,0 +1,155 @@
+"""Kill `ttscale run` mid-way (SIGKILL), rerun it, and check nothing stored was recomputed and the
+final results equal those of an uninterrupted run with the same seed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ttscale.cli import main
+
+N_PROBLEMS = 20
+
+#: runs the real CLI in a child process, with the majority strategy wrapped to log each call and
+#: to take a little longer per problem, so the parent can kill it between problems
+DRIVER = r"""
+import os, sys, time
+import torch
+torch.set_num_threads(int(os.environ["TTSCALE_TEST_THREADS"]))  # same numerics as the parent
+import ttscale.strategies
+from ttscale.strategies.base import STRATEGIES
+inner = STRATEGIES["majority"]
+def logged(problem, budget, ctx):
+    with open(os.environ["TTSCALE_TEST_CALL_LOG"], "a") as f:
+        f.write(problem.id + "\n")
+    time.sleep(float(os.environ["TTSCALE_TEST_DELAY_S"]))
+    return inner(problem, budget, ctx)
+STRATEGIES["majority"] = logged
+from ttscale.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def make_tiny_policy(root: Path) -> Path:
+    """A random-init 2-layer Llama on the testbed tokenizer."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from ttscale.testbed.tokenizer import build_tokenizer
+
+    tok = build_tokenizer()
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                      num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                      max_position_embeddings=256, pad_token_id=tok.pad_token_id,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                      tie_word_embeddings=True)
+    LlamaForCausalLM(cfg).save_pretrained(root)
+    tok.save_pretrained(root)
+    return root
+
+
+def _rows(db: Path) -> dict[str, tuple]:
+    if not db.exists():
+        return {}
+    conn = sqlite3.connect(db)
+    try:
+        rows = conn.execute("SELECT problem_id, answer, correct, grade_reason, candidates, trace, "
+                            "cost, created FROM results").fetchall()
+    except sqlite3.OperationalError:  # not created yet
+        rows = []
+    finally:
+        conn.close()
+    return {r[0]: r[1:] for r in rows}
+
+
+def _comparable(row: tuple) -> tuple:
+    """Everything of a stored result except timings (wall clock differs between runs)."""
+    answer, correct, reason, candidates, trace, cost, _created = row
+    cost = {k: v for k, v in json.loads(cost).items() if k != "wall_s"}
+    return answer, correct, reason, json.loads(candidates), json.loads(trace), cost
+
+
+@pytest.mark.slow
+def test_kill_and_resume_recomputes_nothing_stored(tmp_path, capsys, monkeypatch):
+    policy = make_tiny_policy(tmp_path / "policy")
+    args = ["run", "--task", "testbed", "--strategy", "majority", "--budget", "2",
+            "--limit", str(N_PROBLEMS), "--seed", "7", "--policy", str(policy),
+            "--set", "max_solution_tokens=16", "--json", "--no-progress"]
+    out_a, out_b = tmp_path / "interrupted", tmp_path / "uninterrupted"
+    db_a = out_a / "ttscale.db"
+    log = tmp_path / "calls.log"
+
+    import torch
+
+    env = {**os.environ, "TTSCALE_TEST_CALL_LOG": str(log), "TTSCALE_TEST_DELAY_S": "0.15",
+           "TTSCALE_TEST_THREADS": str(torch.get_num_threads())}
+    child = subprocess.Popen([sys.executable, "-c", DRIVER, *args, "--out", str(out_a)],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 180
+        while len(_rows(db_a)) < 4:
+            if child.poll() is not None:
+                pytest.fail(f"run ended before it could be killed: {child.stderr.read()!r}")
+            assert time.monotonic() < deadline, "no results stored in time"
+            time.sleep(0.02)
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == -signal.SIGKILL
+
+    before = _rows(db_a)
+    started = log.read_text().split()
+    assert 4 <= len(before) < N_PROBLEMS
+    assert set(before) <= set(started)
+    assert len(set(started) - set(before)) <= 1  # at most the problem in flight was lost
+    conn = sqlite3.connect(db_a)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
+
+    # rerun the same command in this process, counting strategy calls
+    import ttscale.strategies  # noqa: F401  (registers the built-ins)
+    from ttscale.strategies.base import STRATEGIES
+
+    inner = STRATEGIES["majority"]
+    calls: list[str] = []
+
+    def counted(problem, budget, ctx):
+        calls.append(problem.id)
+        return inner(problem, budget, ctx)
+
+    monkeypatch.setitem(STRATEGIES, "majority", counted)
+    assert main([*args, "--out", str(out_a)]) == 0
+    resumed = json.loads(capsys.readouterr().out)
+    after = _rows(db_a)
+    assert sorted(calls) == sorted(set(after) - set(before))  # none of the stored ones again
+    assert len(calls) == len(set(calls))
+    assert resumed["resumed"] == len(before) and resumed["computed"] == len(calls)
+    assert resumed["n_problems"] == N_PROBLEMS == len(after)
+    for pid, row in before.items():  # stored rows untouched, timestamps included
+        assert after[pid] == row
+
+    # an uninterrupted run with the same seed ends with exactly the same results
+    calls.clear()
+    assert main([*args, "--out", str(out_b)]) == 0
+    fresh = json.loads(capsys.readouterr().out)
+    assert len(calls) == N_PROBLEMS
+    clean = _rows(out_b / "ttscale.db")
+    assert set(clean) == set(after)
+    for pid in clean:
+        assert _comparable(after[pid]) == _comparable(clean[pid]), pid
+    assert fresh["accuracy"] == resumed["accuracy"]
+    assert fresh["run_key"] == resumed["run_key"]
+    gens = {k: v for k, v in fresh["cost"].items() if k != "wall_s"}
+    assert gens == {k: v for k, v in resumed["cost"].items() if k != "wall_s"}
