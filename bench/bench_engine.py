@@ -1,9 +1,15 @@
 """Generated tokens/s of the in-process engine (HFGenerator) vs plain ``model.generate``.
 
-Same model, same prompts (distinct testbed problems, one sample each), same max tokens, sampling
-at temperature 1; both stop rows at EOS. Tokens counted = tokens each row really generated (up to
-and including its EOS), so padding that ``model.generate`` keeps computing after a row ended does
-not count. Run::
+Same model, same prompts, same max tokens, sampling at temperature 1 (top_p 1, no top_k); both
+stop a row at EOS. Two workloads per batch size B:
+
+* ``distinct``: B different testbed prompts, one sample each;
+* ``n=16``: B/16 prompts with 16 samples each (``num_return_sequences`` for ``generate``), the
+  best-of-N shape, where the engine prefills each prompt once.
+
+Tokens counted = tokens each row really generated (up to and including its EOS); padding that
+``model.generate`` keeps computing after a row ended does not count. Both wall-clock and
+process-CPU rates are printed: on a shared machine the CPU rate is the steadier one. Run::
 
     python bench/bench_engine.py [--model PATH] [--batch 64 256] [--max-tokens 64] [--threads 2]
 
@@ -22,9 +28,10 @@ import torch
 
 from ttscale.engines.base import SamplingParams
 from ttscale.engines.hf import HFGenerator
-from ttscale.tasks.testbed import TestbedTask
+from ttscale.tasks import testbed
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "src/ttscale/testbed/models/policy-small"
+SHARED_N = 16
 
 
 def random_testbed_model() -> HFGenerator:
@@ -41,19 +48,22 @@ def random_testbed_model() -> HFGenerator:
     return HFGenerator(LlamaForCausalLM(cfg), tok)
 
 
-def bench_engine(gen: HFGenerator, prompts: list[str], max_tokens: int, seed: int) -> tuple:
-    params = SamplingParams(n=1, temperature=1.0, max_tokens=max_tokens, seed=seed)
+def timed(fn, *args) -> tuple:
+    """(tokens, wall seconds, process CPU seconds) of ``fn(*args)``."""
     t0, c0 = time.perf_counter(), time.process_time()
-    out = gen.generate(prompts, params)
-    dt, dc = time.perf_counter() - t0, time.process_time() - c0
-    return sum(c.generated_tokens for row in out for c in row), dt, dc
+    n = fn(*args)
+    return n, time.perf_counter() - t0, time.process_time() - c0
 
 
-def bench_hf_generate(gen: HFGenerator, prompts: list[str], max_tokens: int, seed: int,
-                      eos: list[int] | None) -> tuple:
-    tok, model = gen.tokenizer, gen.model
+def run_engine(gen: HFGenerator, prompts: list[str], n: int, max_tokens: int, seed: int) -> int:
+    params = SamplingParams(n=n, temperature=1.0, max_tokens=max_tokens, seed=seed)
+    return sum(c.generated_tokens for row in gen.generate(prompts, params) for c in row)
+
+
+def run_generate(gen: HFGenerator, prompts: list[str], n: int, max_tokens: int, seed: int,
+                 eos: list[int] | None) -> int:
     enc = [([gen.bos_id] if gen.bos_id is not None else [])
-           + tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+           + gen.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     width = max(len(x) for x in enc)
     ids = torch.full((len(enc), width), gen.pad_id, dtype=torch.long)
     mask = torch.zeros_like(ids)
@@ -61,22 +71,16 @@ def bench_hf_generate(gen: HFGenerator, prompts: list[str], max_tokens: int, see
         ids[i, width - len(x):] = torch.tensor(x)
         mask[i, width - len(x):] = 1
     torch.manual_seed(seed)
-    t0, c0 = time.perf_counter(), time.process_time()
     with torch.inference_mode():
-        out = model.generate(input_ids=ids, attention_mask=mask, do_sample=True, temperature=1.0,
-                             top_p=1.0, top_k=0, max_new_tokens=max_tokens, min_new_tokens=0,
-                             eos_token_id=eos, pad_token_id=gen.pad_id)
-    dt, dc = time.perf_counter() - t0, time.process_time() - c0
-    new = out[:, width:]
-    n = 0
-    for row in new.tolist():
-        k = len(row)
-        for j, t in enumerate(row):
-            if eos and t in eos:
-                k = j + 1
-                break
-        n += k
-    return n, dt, dc
+        out = gen.model.generate(input_ids=ids, attention_mask=mask, do_sample=True,
+                                 temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=max_tokens,
+                                 num_return_sequences=n, eos_token_id=eos,
+                                 pad_token_id=gen.pad_id)
+    total = 0
+    for row in out[:, width:].tolist():
+        ends = [j for j, t in enumerate(row) if eos and t in eos]
+        total += ends[0] + 1 if ends else len(row)
+    return total
 
 
 def main() -> None:
@@ -86,7 +90,7 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--ignore-eos", action="store_true", help="every row runs to --max-tokens")
-    ap.add_argument("--repeats", type=int, default=1, help="best of this many timings")
+    ap.add_argument("--repeats", type=int, default=2, help="best of this many timings")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     if args.threads:
@@ -102,30 +106,30 @@ def main() -> None:
         gen.eos_ids = []
         gen._eos_t = torch.tensor([-1])
     eos = gen.eos_ids or None
-    problems = TestbedTask(split="test", n=max(args.batch), seed=args.seed).problems()
+    prompts = [p.prompt for p in testbed.TestbedTask(split="test", n=max(args.batch),
+                                                     seed=args.seed).problems()]
 
-    print(f"model: {name} ({gen.num_parameters:,} parameters), torch threads: "
-          f"{torch.get_num_threads()}, max_tokens: {args.max_tokens}, T=1, "
-          f"eos: {'ignored' if args.ignore_eos else 'stops a row'}")
-    warm = [p.prompt for p in problems[:4]]
-    bench_engine(gen, warm, 4, 0)
-    bench_hf_generate(gen, warm, 4, 0, eos)
-    print("tok/s = generated tokens / wall seconds; cpu tok/s = per CPU-second of this process "
-          "(less sensitive to other load on a shared machine)")
-    print(f"{'batch':>6} {'ours tok/s':>11} {'generate tok/s':>15} {'ratio':>6} |"
-          f" {'ours cpu tok/s':>15} {'generate cpu tok/s':>19} {'ratio':>6} | tokens ours/generate")
+    print(f"model: {name} ({gen.num_parameters:,} parameters); torch threads: "
+          f"{torch.get_num_threads()}; max_tokens {args.max_tokens}; T=1; "
+          f"EOS {'ignored' if args.ignore_eos else 'ends a row'}; best of {args.repeats}")
+    run_engine(gen, prompts[:4], 2, 4, 0)  # warm up both paths
+    run_generate(gen, prompts[:4], 2, 4, 0, eos)
+    print(f"{'workload':>14} {'rows':>5} | {'engine':>9} {'generate':>9} {'ratio':>6} |"
+          f" {'engine':>9} {'generate':>9} {'ratio':>6} | tokens engine/generate")
+    print(f"{'':>14} {'':>5} | {'wall tok/s':>20} {'':>6} | {'CPU tok/s':>19} {'':>6} |")
     for b in args.batch:
-        prompts = [p.prompt for p in problems[:b]]
-        ours, hf = [], []
-        for r in range(args.repeats):
-            ours.append(bench_engine(gen, prompts, args.max_tokens, args.seed + r))
-            hf.append(bench_hf_generate(gen, prompts, args.max_tokens, args.seed + r, eos))
-        (ne, te, ce), (nh, th, ch) = (max(x, key=lambda v: v[0] / v[1]) for x in (ours, hf))
-        we, wh = ne / te, nh / th
-        ue = max(n / c for n, _, c in ours)
-        uh = max(n / c for n, _, c in hf)
-        print(f"{b:>6} {we:>11,.0f} {wh:>15,.0f} {we / wh:>5.1f}x |"
-              f" {ue:>15,.0f} {uh:>19,.0f} {ue / uh:>5.1f}x | {ne}/{nh}")
+        for label, n in (("distinct", 1), (f"n={SHARED_N}", SHARED_N)):
+            if b % n:
+                continue
+            ps = prompts[:b // n]
+            ours, hf = [], []
+            for r in range(args.repeats):  # interleaved, so both see the same machine load
+                ours.append(timed(run_engine, gen, ps, n, args.max_tokens, args.seed + r))
+                hf.append(timed(run_generate, gen, ps, n, args.max_tokens, args.seed + r, eos))
+            we, wh = (max(t / w for t, w, _ in x) for x in (ours, hf))
+            ce, ch = (max(t / c for t, _, c in x) for x in (ours, hf))
+            print(f"{label:>14} {b:>5} | {we:>9,.0f} {wh:>9,.0f} {we / wh:>5.2f}x |"
+                  f" {ce:>9,.0f} {ch:>9,.0f} {ce / ch:>5.2f}x | {ours[0][0]}/{hf[0][0]}")
 
 
 if __name__ == "__main__":

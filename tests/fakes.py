@@ -150,11 +150,14 @@ class FakeScorer:
     num_parameters: int = 500
     calls: list[int] = field(default_factory=list)
     tokens: int = 0
+    #: every prompt it was asked to score against, in call order
+    prompts: list[str] = field(default_factory=list)
 
     def score(self, prompts: Sequence[str], solutions: Sequence[Sequence[str]]) -> StepScores:
         if len(prompts) != len(solutions):
             raise ValueError("fake scorer: prompts and solutions differ in length")
         self.calls.append(len(solutions))
+        self.prompts.extend(prompts)
         all_scores, tokens = [], 0
         for prompt, steps in zip(prompts, solutions, strict=True):
             q = parse_question(prompt.partition("\n")[0])
@@ -171,3 +174,63 @@ class FakeScorer:
             tokens += len(prompt) + sum(len(s) + 1 for s in steps)
         self.tokens += tokens
         return StepScores(all_scores, tokens)
+
+
+def split_revision_prompt(prompt: str) -> tuple[Question, list[str]]:
+    """The question and the earlier attempts (``P:`` lines, oldest first) of a testbed revision
+    prompt (``TestbedTask.revision_prompt``); anything else in it is an error."""
+    if not prompt.endswith("\n"):
+        raise ValueError(f"fake reviser: a revision prompt must end with a newline: {prompt!r}")
+    head, *lines = prompt[:-1].split("\n")
+    for line in lines:
+        if not line.startswith("P:"):
+            raise ValueError(f"fake reviser: not a revision prompt line: {line!r}")
+    return parse_question(head), [line[2:] for line in lines]
+
+
+@dataclass
+class FakeReviser(FakeGenerator):
+    """A testbed "revision model": reads the question and the earlier attempts of a revision
+    prompt and writes a fresh full solution, then EOS.
+
+    Each step is right with probability ``accuracy`` (per number of operations, as for
+    ``FakeGenerator``) plus ``gain`` per earlier attempt shown (revisions help), capped at 1.
+    With probability ``garbage`` the attempt is malformed text without an answer instead (empty
+    or junk). ``previous`` records the earlier attempts of every prompt it was given (the
+    ``P:`` lines, steps joined by ``;``), in call order. Seeding as for ``FakeGenerator``.
+    """
+
+    gain: float = 0.0
+    garbage: float = 0.0
+    previous: list[list[str]] = field(default_factory=list)
+
+    def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Completion]]:
+        if params.n < 1 or params.max_tokens < 1:
+            raise ValueError(f"fake reviser: bad params {params}")
+        self.calls.append((list(prompts), params))
+        before = self.generated_tokens
+        out = []
+        for prompt in prompts:
+            q, previous = split_revision_prompt(prompt)
+            self.previous.append(previous)
+            p = min(1.0, self._p(self.accuracy, len(q.ops)) + self.gain * len(previous))
+            comps = []
+            for j in range(params.n):
+                if params.temperature == 0:
+                    rng = random.Random(f"greedy|{prompt}")
+                elif params.seed is None:
+                    rng = random.Random(self._unseeded.random())
+                else:
+                    rng = random.Random(f"{params.seed}|{prompt}|{j}")
+                if rng.random() < self.garbage:
+                    stream = rng.choice(["", "zz?? no answer", "a:1x\nA:?"]) + EOS
+                else:
+                    stream = self._stream(q, [], rng, p)
+                text, reason, gen = self._cut(stream, params)
+                comps.append(Completion(text, reason, len(prompt), gen))
+                self.prompt_tokens += len(prompt)
+                self.generated_tokens += gen
+                self.completions += 1
+            out.append(comps)
+        self.call_tokens.append(self.generated_tokens - before)
+        return out

@@ -16,30 +16,11 @@ from ttscale.types import COST_KEYS
 REPO = Path(__file__).resolve().parents[1]
 
 
-def make_tiny_models(root: Path) -> tuple[Path, Path]:
-    """A random-init Llama policy and a Llama token-classification PRM on the testbed tokenizer."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM, LlamaForTokenClassification
-
-    from ttscale.testbed.tokenizer import build_tokenizer
-
-    tok = build_tokenizer()
-    torch.manual_seed(0)
-    common = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                  num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
-                  pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
-                  eos_token_id=tok.eos_token_id, tie_word_embeddings=True)
-    policy_dir, prm_dir = root / "policy", root / "prm"
-    LlamaForCausalLM(LlamaConfig(**common)).save_pretrained(policy_dir)
-    LlamaForTokenClassification(LlamaConfig(**common, num_labels=1)).save_pretrained(prm_dir)
-    for d in (policy_dir, prm_dir):
-        tok.save_pretrained(d)
-    return policy_dir, prm_dir
-
-
-@pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory) -> tuple[Path, Path]:
-    return make_tiny_models(tmp_path_factory.mktemp("tiny-models"))
+@pytest.fixture
+def tiny_models(tiny_policy_dir, tiny_prm_dir) -> tuple[Path, Path]:
+    """Real random-init Llama policy and token-classification PRM on the testbed tokenizer
+    (shared session fixtures from conftest.py)."""
+    return tiny_policy_dir, tiny_prm_dir
 
 
 def _run(capsys, argv: list[str]) -> tuple[int, str, str]:
@@ -113,6 +94,27 @@ def test_run_json_end_to_end_and_resume(capsys, tmp_path, tiny_models, strategy,
     assert again["resumed"] == 3 and again["computed"] == 0
     assert again["accuracy"] == summary["accuracy"] and again["cost"] == summary["cost"]
     assert again["run_key"] == summary["run_key"]
+
+
+def test_revisions_load_the_configured_revision_model(capsys, tmp_path, tiny_models):
+    policy, prm = tiny_models
+    base = ["run", "--task", "testbed", "--strategy", "revisions", "--budget", "2", "--limit",
+            "2", "--out", str(tmp_path), "--policy", str(policy), "--prm", str(prm), "--json",
+            *SMALL]
+    code, stdout, err = _run(capsys, [*base, "--revision", str(policy)])
+    assert code == 0, err
+    with_reviser = json.loads(stdout)
+    assert with_reviser["n_problems"] == 2 and with_reviser["cost"]["generations"] == 2 * 2
+    db = sqlite3.connect(tmp_path / "ttscale.db")
+    configs = [json.loads(c) for (c,) in db.execute("SELECT config FROM runs")]
+    db.close()
+    assert [c["revision_resolved"] for c in configs] == [str(policy)]
+    # without a revision model the policy revises itself: another run, not a resume of this one
+    code, stdout, err = _run(capsys, base)
+    assert code == 0, err
+    self_revising = json.loads(stdout)
+    assert self_revising["run_key"] != with_reviser["run_key"]
+    assert self_revising["resumed"] == 0
 
 
 def test_run_table_output_and_recipe(capsys, tmp_path, tiny_models):
@@ -214,6 +216,14 @@ def test_unknown_task_file(capsys, tmp_path):
     _assert_one_line_error(code, err, "nope.jsonl")
 
 
+def test_malformed_task_file(capsys, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"problem": "1+1?", "answer": "2"}\nnot json\n')
+    code, _, err = _run(capsys, ["run", "--task", str(bad), "--strategy", "majority",
+                                 "--budget", "2", "--out", str(tmp_path)])
+    _assert_one_line_error(code, err, "bad.jsonl")
+
+
 def test_missing_config_file(capsys, tmp_path):
     code, _, err = _run(capsys, ["run", "--config", str(tmp_path / "none.yaml")])
     _assert_one_line_error(code, err, "config file", "none.yaml", "not found")
@@ -289,6 +299,32 @@ def test_set_values_are_yaml_typed_and_dotted():
                         "temperature=0.5"])
     assert cfg.options == {"beam_width": 2, "aggregation": "min", "extra": {"depth": 3}}
     assert cfg.limit is None and cfg.temperature == 0.5
+
+
+def test_set_wins_over_flags_and_flags_over_the_recipe(tmp_path):
+    from ttscale.config import build_config
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("task: testbed\nstrategy: beam\nbudget: 2\nseed: 5\n"
+                      "options: {beam_width: 2, aggregation: min}\n")
+    cfg = build_config(recipe, {"budget": 8, "options.beam_width": 4}, ["budget=16"])
+    assert cfg.budget == 16 and cfg.seed == 5
+    assert cfg.options == {"beam_width": 4, "aggregation": "min"}
+
+
+def test_testbed_model_names(tmp_path, monkeypatch):
+    import ttscale.testbed.paths as paths
+
+    monkeypatch.setattr(paths, "models_dir", lambda: tmp_path)
+    (tmp_path / "policy-large").mkdir()
+    (tmp_path / "policy-large" / "config.json").write_text("{}")
+    assert paths.resolve_model("testbed:policy-large", "policy-small") == str(
+        tmp_path / "policy-large")
+    assert paths.resolve_model("/some/dir", "policy-small") == "/some/dir"
+    with pytest.raises(ValueError, match="unknown testbed model 'giant'"):
+        paths.resolve_model("testbed:giant", "policy-small")
+    with pytest.raises(FileNotFoundError, match="ttscale testbed train"):
+        paths.resolve_model(None, "prm")
 
 
 def test_grade_cli(capsys, tmp_path):

@@ -38,25 +38,6 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def make_tiny_policy(root: Path) -> Path:
-    """A random-init 2-layer Llama on the testbed tokenizer."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from ttscale.testbed.tokenizer import build_tokenizer
-
-    tok = build_tokenizer()
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
-                      num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                      max_position_embeddings=256, pad_token_id=tok.pad_token_id,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      tie_word_embeddings=True)
-    LlamaForCausalLM(cfg).save_pretrained(root)
-    tok.save_pretrained(root)
-    return root
-
-
 def _rows(db: Path) -> dict[str, tuple]:
     if not db.exists():
         return {}
@@ -79,8 +60,9 @@ def _comparable(row: tuple) -> tuple:
 
 
 @pytest.mark.slow
-def test_kill_and_resume_recomputes_nothing_stored(tmp_path, capsys, monkeypatch):
-    policy = make_tiny_policy(tmp_path / "policy")
+def test_kill_and_resume_recomputes_nothing_stored(tmp_path, capsys, monkeypatch,
+                                                   tiny_policy_dir):
+    policy = tiny_policy_dir  # a real random-init Llama on the testbed tokenizer (conftest.py)
     args = ["run", "--task", "testbed", "--strategy", "majority", "--budget", "2",
             "--limit", str(N_PROBLEMS), "--seed", "7", "--policy", str(policy),
             "--set", "max_solution_tokens=16", "--json", "--no-progress"]
@@ -153,3 +135,47 @@ def test_kill_and_resume_recomputes_nothing_stored(tmp_path, capsys, monkeypatch
     assert fresh["run_key"] == resumed["run_key"]
     gens = {k: v for k, v in fresh["cost"].items() if k != "wall_s"}
     assert gens == {k: v for k, v in resumed["cost"].items() if k != "wall_s"}
+
+
+def test_run_key_changes_only_with_what_changes_results(tmp_path):
+    from ttscale.config import build_config
+    from ttscale.runner import run_key
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"weights-1")
+
+    def key(sets: list[str], policy: Path = model) -> str:
+        cfg = build_config(None, {"task": "testbed", "strategy": "beam", "budget": 4}, sets)
+        return run_key(cfg, str(policy), None)
+
+    base = key([])
+    assert key([]) == base  # stable
+    # limit, output folder: same results per problem, so a rerun may extend or move the run
+    assert key(["limit=7", "out=elsewhere"]) == base
+    for change in (["budget=8"], ["seed=1"], ["options.beam_width=2"], ["temperature=0.5"],
+                   ["split=dev"], ["strategy=dvts"], ["max_step_tokens=9"]):
+        assert key(change) != base, change
+    # a copied model with the same weights resumes; retrained weights in place do not
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for f in model.iterdir():
+        (copy / f.name).write_bytes(f.read_bytes())
+    assert key([], copy) == base
+    (model / "model.safetensors").write_bytes(b"weights-2")
+    assert key([]) != base
+
+
+def test_testbed_problems_do_not_depend_on_limit():
+    """The run key leaves out --limit because the runner asks the testbed for n=limit problems
+    and relies on the first K being the same for any n (so a larger --limit extends a run)."""
+    from ttscale.config import build_config
+    from ttscale.runner import build_task, select_problems
+
+    def problems(limit: int):
+        cfg = build_config(None, {"task": "testbed", "strategy": "majority", "budget": 1,
+                                  "limit": limit})
+        return select_problems(build_task(cfg), cfg)
+
+    assert problems(5) == problems(40)[:5]

@@ -100,6 +100,9 @@ def run_cmd(
         "--policy", help="Policy model folder (default: testbed policy-small).")] = None,
     prm: Annotated[str | None, typer.Option(
         "--prm", help="PRM folder (default: testbed prm).")] = None,
+    revision: Annotated[str | None, typer.Option(
+        "--revision", help="Revision model folder for revisions/combined (default: the "
+        "policy revises itself; testbed:revision names the shipped one).")] = None,
     beam_width: Annotated[int | None, typer.Option(
         "--beam-width", help="Beams kept per round (options.beam_width).")] = None,
     lookahead: Annotated[int | None, typer.Option(
@@ -116,7 +119,8 @@ def run_cmd(
     from ttscale.runner import run
 
     flags = {"task": task, "strategy": strategy, "budget": budget, "limit": limit, "seed": seed,
-             "out": out, "policy": policy, "prm": prm, "split": split, "device": device,
+             "out": out, "policy": policy, "prm": prm, "revision": revision, "split": split,
+             "device": device,
              "options.beam_width": beam_width, "options.lookahead": lookahead,
              "options.aggregation": aggregation}
     cfg = build_config(config, flags, sets or ())

@@ -53,6 +53,9 @@ class RunConfig(BaseModel):
         None, description="policy model folder (hf) or served model name (openai); "
         "default: testbed policy-small; 'testbed:NAME' names any testbed model")
     prm: str | None = Field(None, description="PRM folder; default: testbed prm")
+    revision: str | None = Field(
+        None, description="revision model folder for revisions/combined strategies; default: "
+        "none (the policy revises its own attempts); 'testbed:revision' names the shipped one")
     prm_kind: Literal["token-classification", "qwen-prm", "orm"] = "token-classification"
     device: str = Field("cpu", description="torch device for in-process models")
     # where results go

@@ -27,7 +27,10 @@ from ttscale.types import Cost, Problem
 RESULTS_VERSION = 1
 #: strategies that never call the verifier (so no PRM is loaded for them)
 NO_VERIFIER = frozenset({"majority"})
-#: files at most this large are fingerprinted by content, larger ones by size and mtime
+#: strategies that revise attempts, so a configured revision model is loaded for them
+USES_REVISER = frozenset({"revisions", "combined", "compute-optimal"})
+#: files at most this large (and the first 4x this in all) are fingerprinted by content, the rest
+#: by size and mtime: cheap for the testbed models, bounded for multi-GB checkpoints
 _HASH_LIMIT = 64 * 2**20
 
 
@@ -69,18 +72,23 @@ def fingerprint(spec: str) -> dict[str, Any]:
         return {"name": spec}
     files = sorted(f for f in (p.rglob("*") if p.is_dir() else [p]) if f.is_file())
     h = hashlib.sha256()
+    hashed = 0
     for f in files:
         st = f.stat()
         h.update(str(f.relative_to(p) if p.is_dir() else f.name).encode())
-        if st.st_size <= _HASH_LIMIT:
+        if st.st_size <= _HASH_LIMIT and hashed + st.st_size <= 4 * _HASH_LIMIT:
             h.update(hashlib.sha256(f.read_bytes()).digest())
+            hashed += st.st_size
         else:
             h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
     return {"sha256": h.hexdigest()}
 
 
-def run_key(config: RunConfig, policy: str, prm: str | None) -> str:
-    """Hash of everything that changes a problem's result (not limit, out or progress)."""
+def run_key(config: RunConfig, policy: str, prm: str | None,
+            revision: str | None = None) -> str:
+    """Hash of everything that changes a problem's result (not limit, out or progress).
+
+    ``prm``/``revision`` are the resolved models the strategy uses (None when it uses none)."""
     task_id: dict[str, Any] = {"task": config.task, "task_options": config.task_options}
     if config.task == "testbed":
         task_id["split"] = config.split
@@ -96,6 +104,8 @@ def run_key(config: RunConfig, policy: str, prm: str | None) -> str:
         "policy": fingerprint(policy), "device": config.device,
         "prm": None if prm is None else {"model": fingerprint(prm), "kind": config.prm_kind},
     }
+    if revision is not None:  # absent otherwise, so keys of runs without one stay as they were
+        ident["revision"] = fingerprint(revision)
     blob = json.dumps(ident, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -107,6 +117,12 @@ def needs_verifier(name: str, fn: Any) -> bool:
     """A strategy may declare ``needs_verifier``; otherwise only majority voting goes without."""
     declared = getattr(fn, "needs_verifier", None)
     return bool(declared) if declared is not None else name not in NO_VERIFIER
+
+
+def uses_reviser(name: str, fn: Any) -> bool:
+    """A strategy may declare ``uses_reviser``; otherwise the revision strategies by name."""
+    declared = getattr(fn, "uses_reviser", None)
+    return bool(declared) if declared is not None else name in USES_REVISER
 
 
 def build_task(config: RunConfig) -> Any:
@@ -149,12 +165,25 @@ def resolve_prm(config: RunConfig) -> str:
     return prm
 
 
+def resolve_revision(config: RunConfig) -> str | None:
+    """The configured revision model, checked now; None when the policy revises itself."""
+    if config.revision is None:
+        return None
+    revision = resolve_model(config.revision, "revision")
+    if config.engine == "hf" and not Path(revision).exists():
+        raise FileNotFoundError(f"revision model not found at {revision}")
+    return revision
+
+
 def build_generator(config: RunConfig, policy: str) -> Any:
     if config.engine == "openai":
         if not config.base_url:
             raise ValueError("engine 'openai' needs base_url (the server, e.g. "
                              "http://localhost:8000/v1)")
-        from ttscale.engines.openai import OpenAIGenerator
+        try:
+            from ttscale.engines.openai import OpenAIGenerator
+        except ImportError as e:
+            raise ValueError(f"engine 'openai' is not available in this install: {e}") from e
 
         return OpenAIGenerator(base_url=config.base_url, model=policy)
     from ttscale.engines.hf import HFGenerator
@@ -162,10 +191,16 @@ def build_generator(config: RunConfig, policy: str) -> Any:
     return HFGenerator.from_pretrained(policy, device=config.device)
 
 
-def build_scorer(config: RunConfig, prm: str) -> Any:
+def build_scorer(config: RunConfig, prm: str, task: Any = None) -> Any:
+    """Load the verifier on ``config.device``. Given the task, the PRM joins steps with the
+    task's delimiter (the way the policy wrote them); without it, with the delimiter the PRM
+    recorded at training time. Qwen PRMs fix their own separator."""
     from ttscale.verifiers import load_verifier
 
-    return load_verifier(prm, kind=config.prm_kind)
+    kwargs: dict[str, Any] = {"device": config.device}
+    if task is not None and config.prm_kind != "qwen-prm":
+        kwargs["step_delimiter"] = task.step_delimiter
+    return load_verifier(prm, kind=config.prm_kind, **kwargs)
 
 
 def grade_answer(pred: str | None, gold: str) -> tuple[bool, str]:
@@ -178,11 +213,14 @@ def grade_answer(pred: str | None, gold: str) -> tuple[bool, str]:
 # ---- the run -------------------------------------------------------------------------------
 
 
-def run(config: RunConfig, progress: bool = True) -> RunSummary:
+def run(config: RunConfig, progress: bool = True, *, generator: Any = None,
+        scorer: Any = None) -> RunSummary:
     """Solve every selected problem not yet stored for this run, then summarise all of them.
 
     Cheap checks (strategy name, task, model paths) come before any model is loaded, and nothing
-    is loaded when every problem is already stored.
+    is loaded when every problem is already stored. ``generator``/``scorer``, when given, are
+    used instead of loading ``config.policy``/``config.prm`` (callers that run many configs
+    share loaded models); the run key still names the configured model paths.
     """
     from ttscale.strategies.base import SearchContext, get_strategy
 
@@ -192,22 +230,28 @@ def run(config: RunConfig, progress: bool = True) -> RunSummary:
     problems = select_problems(task, config)
     policy = resolve_policy(config)
     prm = resolve_prm(config) if use_prm else None
-    key = run_key(config, policy, prm)
+    revision = resolve_revision(config) if uses_reviser(config.strategy, strategy) else None
+    key = run_key(config, policy, prm, revision)
 
     with Store.in_dir(config.out) as store:
         store.ensure_run(key, {**config.model_dump(), "policy_resolved": policy,
-                               "prm_resolved": prm, "run_key": key})
+                               "prm_resolved": prm, "revision_resolved": revision,
+                               "run_key": key})
         done = store.done_ids(key)
         todo = [(i, p) for i, p in enumerate(problems) if p.id not in done]
         resumed = len(problems) - len(todo)
         if todo:
+            if generator is None:
+                generator = build_generator(config, policy)
+            if scorer is None and prm is not None:
+                scorer = build_scorer(config, prm, task)
             ctx = SearchContext(
-                task=task, generator=build_generator(config, policy),
-                scorer=build_scorer(config, prm) if prm is not None else None,
+                task=task, generator=generator, scorer=scorer if prm is not None else None,
                 seed=config.seed, temperature=config.temperature, top_p=config.top_p,
                 max_step_tokens=config.max_step_tokens,
                 max_solution_tokens=config.max_solution_tokens, max_rounds=config.max_rounds,
-                options=dict(config.options))
+                options=dict(config.options),
+                reviser=build_generator(config, revision) if revision is not None else None)
             stored = store.results(key, {p.id for p in problems})
             with _Progress(progress, len(problems), resumed,
                            sum(bool(r.correct) for r in stored), config) as bar:

@@ -47,6 +47,16 @@ def argmax_sample(samples: Sequence[PoolSample]) -> PoolSample:
     return max(samples, key=lambda s: s.score)
 
 
+def best_answered(samples: Sequence[PoolSample]) -> PoolSample | None:
+    """Top-scored sample that states an answer (the first wins ties), as the best-of-N strategy
+    chooses: a solution without an answer can never be graded right, so it is never picked."""
+    best: PoolSample | None = None
+    for s in samples:
+        if s.answer is not None and (best is None or s.score > best.score):
+            best = s
+    return best
+
+
 def pass_at_k(n: int, c: int, k: int) -> float:
     """Unbiased pass@k from c correct among n samples."""
     if n - c < k:
@@ -54,20 +64,33 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - comb(n - c, k) / comb(n, k)
 
 
+POOL_METHODS = ("majority", "weighted", "argmax", "answered-argmax", "pass")
+
+
 def _subsets(pool: Sequence[PoolSample], n: int, seed: int,
-             max_subsets: int = 16) -> list[Sequence[PoolSample]]:
+             max_subsets: int | None = 16) -> list[Sequence[PoolSample]]:
+    """Disjoint subsets of size ``n``: one seeded shuffle of the pool cut into consecutive
+    blocks (``max_subsets`` caps how many; None keeps all ``len(pool) // n``)."""
     order = list(range(len(pool)))
     random.Random(seed).shuffle(order)
-    k = min(len(pool) // n, max_subsets)
+    k = len(pool) // n if max_subsets is None else min(len(pool) // n, max_subsets)
     return [[pool[i] for i in order[j * n:(j + 1) * n]] for j in range(k)]
 
 
 def pool_accuracy(pool: Sequence[PoolSample], gold_correct_answer: str | None, n: int,
-                  method: str, seed: int = 0) -> float:
-    """Expected accuracy of ``method`` at budget ``n`` on one question's pool."""
+                  method: str, seed: int = 0, max_subsets: int | None = 16) -> float:
+    """Expected accuracy of ``method`` at budget ``n`` on one question's pool.
+
+    ``argmax`` takes the top-scored sample even when it states no answer; ``answered-argmax``
+    skips those, as the ``best-of-n`` strategy does.
+    """
+    if n < 1:
+        raise ValueError(f"budget must be >= 1, got {n}")
     if method == "pass":
+        if len(pool) < n:
+            raise ValueError(f"pool of {len(pool)} samples is smaller than budget {n}")
         return pass_at_k(len(pool), sum(s.correct for s in pool), n)
-    subsets = _subsets(pool, n, seed)
+    subsets = _subsets(pool, n, seed, max_subsets)
     if not subsets:
         raise ValueError(f"pool of {len(pool)} samples is smaller than budget {n}")
     hits = 0.0
@@ -78,6 +101,9 @@ def pool_accuracy(pool: Sequence[PoolSample], gold_correct_answer: str | None, n
             hits += _is_right(weighted_answer(sub), sub)
         elif method == "argmax":
             hits += argmax_sample(sub).correct
+        elif method == "answered-argmax":
+            best = best_answered(sub)
+            hits += best is not None and best.correct
         else:
             raise ValueError(f"unknown pool method {method!r}")
     return hits / len(subsets)

@@ -91,7 +91,8 @@ class HFGenerator:
     """A ``Generator`` over a transformers causal LM held in this process.
 
     ``max_batch`` caps the rows decoded together (prompts x samples); ``add_bos`` prepends the
-    tokenizer's BOS token (the testbed models are trained on ``<s>`` + prompt + solution + ``</s>``).
+    tokenizer's BOS token (the testbed models are trained on ``<s>`` + prompt + solution +
+    ``</s>``).
     ``fast_attention``: None uses the ``bmm`` kernel where it applies (CPU, plain architectures),
     False keeps the model's own attention, True requires the kernel.
     ``compact_fraction``: the running batch is compacted once this fraction of its rows finished.
@@ -157,7 +158,7 @@ class HFGenerator:
         counts = Counter(prompts)
         uniq = list(counts)
         ids = self._encode(uniq)
-        limits = [self._limit(u, len(x), params.max_tokens) for u, x in zip(uniq, ids)]
+        limits = [self._limit(u, len(x), params.max_tokens) for u, x in zip(uniq, ids, strict=True)]
         # longest prompts first so that micro-batches pad little; rows of a prompt stay together
         order = sorted(range(len(uniq)), key=lambda u: -len(ids[u]))
         rows = [u for u in order for _ in range(counts[uniq[u]] * params.n)]
@@ -171,7 +172,7 @@ class HFGenerator:
                 groups = list(Counter(chunk).items())  # insertion order = row order
                 for u, samples in zip([g[0] for g in groups],
                                       self._decode(groups, ids, limits, params, gen,
-                                                   return_logits)):
+                                                   return_logits), strict=True):
                     done[u].extend(samples)
         out, taken = [], Counter()
         index = {p: u for u, p in enumerate(uniq)}
@@ -186,10 +187,9 @@ class HFGenerator:
     def _encode(self, prompts: list[str]) -> list[list[int]]:
         enc = self.tokenizer(prompts, add_special_tokens=False)["input_ids"]
         ids = [([self.bos_id] if self.bos_id is not None else []) + list(x) for x in enc]
-        for i, x in enumerate(ids):
-            if not x:
-                raise ValueError(f"prompt {i} is empty and the tokenizer has no BOS token to start "
-                                 "from")
+        if any(not x for x in ids):
+            raise ValueError("an empty prompt needs a BOS token to start from; this tokenizer "
+                             "has none (or add_bos=False)")
         return ids
 
     def _limit(self, prompt: str, n_prompt: int, max_tokens: int) -> int:
@@ -267,7 +267,7 @@ class HFGenerator:
             if bool(finished.any()):
                 slots = finished.nonzero().flatten().tolist()
                 eos_flags = is_eos[slots].tolist()
-                for s, e in zip(slots, eos_flags):
+                for s, e in zip(slots, eos_flags, strict=True):
                     r = int(slot_row[s])
                     n_gen[r] = t + 1
                     reason[r] = "eos" if e else "stop" if r in stop_text else "length"
@@ -299,7 +299,7 @@ class HFGenerator:
         texts = self.tokenizer.batch_decode(
             [row_ids[r][:-1] if reason[r] == "eos" else row_ids[r] for r in to_decode],
             skip_special_tokens=True, clean_up_tokenization_spaces=False)
-        text_of = dict(zip(to_decode, texts)) | stop_text
+        text_of = dict(zip(to_decode, texts, strict=True)) | stop_text
         out: list[list[Sample]] = [[] for _ in groups]
         for r, g in enumerate(row_group):
             first = not out[g]
@@ -320,20 +320,20 @@ class HFGenerator:
 
         A stop string is complete only once its last character has been produced, so only tokens
         whose text contains such a character (or whose text is not well defined alone: partial
-        UTF-8 bytes) need a text check. Whitespace-final stops make every token a candidate,
-        because tokenizers render leading spaces differently in context.
+        UTF-8 bytes) need a text check. A stop ending in a space makes every token a candidate:
+        sentencepiece tokenizers drop a token's leading space when it is decoded alone.
         """
         if not stops:
             return None
         key = tuple(stops)
         if key not in self._stop_masks:
             lasts = {s[-1] for s in stops}
-            if any(c.isspace() for c in lasts):
+            if " " in lasts:
                 flags = [True] * vocab
             else:
                 texts = self._texts()
-                flags = [i >= len(texts) or "\ufffd" in texts[i] or any(c in texts[i] for c in lasts)
-                         for i in range(vocab)]
+                flags = [i >= len(texts) or "\ufffd" in texts[i]
+                         or any(c in texts[i] for c in lasts) for i in range(vocab)]
             self._stop_masks[key] = torch.tensor(flags, dtype=torch.bool, device=self.device)
         return self._stop_masks[key]
 

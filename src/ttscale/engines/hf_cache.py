@@ -70,10 +70,13 @@ if DynamicLayer is not None:
             """Keep (or repeat) the rows ``indices``, in that order."""
             if self._k is None:
                 return
-            # one gather over the whole buffer keeps the spare capacity (and is a single pass)
-            self._k = self._k.index_select(0, indices)
-            self._v = self._v.index_select(0, indices)
-            self.keys, self.values = self._k[:, :, :self.length], self._v[:, :, :self.length]
+            n = self.length
+            k, v = self._alloc(len(indices), self._k.shape[-2], self._k)
+            # gather the filled part straight into the new buffers (one pass, spare capacity kept)
+            torch.index_select(self.keys, 0, indices, out=k[:, :, :n])
+            torch.index_select(self.values, 0, indices, out=v[:, :, :n])
+            self._k, self._v = k, v
+            self.keys, self.values = k[:, :, :n], v[:, :, :n]
 
         def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
             self.batch_select_indices(beam_idx)

@@ -53,7 +53,7 @@ def read_config(path: Path) -> dict[str, Any]:
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: str | torch.device) -> torch.dtype | str:
-    """``None`` means float32 on CPU (fast and exact there) and the checkpoint's own dtype elsewhere."""
+    """``None``: float32 on CPU (fast and exact there), the checkpoint's own dtype elsewhere."""
     if dtype is None:
         return torch.float32 if torch.device(device).type == "cpu" else "auto"
     if isinstance(dtype, torch.dtype) or dtype == "auto":

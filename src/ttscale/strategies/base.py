@@ -37,19 +37,37 @@ class SearchContext:
     #: seconds spent inside engine and verifier calls (for the overhead bench)
     engine_s: float = 0.0
     scorer_s: float = 0.0
+    #: the revision model (Snell et al. 2024, section 6), used through ``revise``; None means
+    #: the policy ``generator`` revises its own attempts
+    reviser: Generator | None = None
 
     def fresh(self) -> SearchContext:
         """A copy with zeroed meters, for one problem."""
         return SearchContext(self.task, self.generator, self.scorer, self.seed, self.temperature,
                              self.top_p, self.max_step_tokens, self.max_solution_tokens,
-                             self.max_rounds, dict(self.options))
+                             self.max_rounds, dict(self.options), reviser=self.reviser)
 
     def sample(self, prompts: list[str], params: SamplingParams,
                count_generations: bool = True) -> list[list[Completion]]:
         """Metered ``generator.generate``. ``count_generations`` is False for partial steps and
         rollouts that the strategy accounts for in its own ``generations`` budget."""
+        return self._metered(self.generator, prompts, params, count_generations)
+
+    def revise(self, prompts: list[str], params: SamplingParams,
+               count_generations: bool = True) -> list[list[Completion]]:
+        """Metered generation by the revision model (``reviser``, else the policy).
+
+        Its tokens and FLOPs are counted like the policy's (``prompt_tokens``,
+        ``generated_tokens``, ``policy_flops`` with the reviser's own parameter count): the
+        revision model is a fine-tuned policy, and a budget comparison must include it.
+        """
+        model = self.generator if self.reviser is None else self.reviser
+        return self._metered(model, prompts, params, count_generations)
+
+    def _metered(self, generator: Generator, prompts: list[str], params: SamplingParams,
+                 count_generations: bool) -> list[list[Completion]]:
         t0 = time.perf_counter()
-        out = self.generator.generate(prompts, params)
+        out = generator.generate(prompts, params)
         self.engine_s += time.perf_counter() - t0
         gen_tokens = prompt_tokens = cached = 0
         for comps in out:
@@ -60,7 +78,7 @@ class SearchContext:
         self.cost.generated_tokens += gen_tokens
         self.cost.prompt_tokens += prompt_tokens
         self.cost.prompt_tokens_cached += cached
-        self.cost.policy_flops += 2.0 * self.generator.num_parameters * (
+        self.cost.policy_flops += 2.0 * generator.num_parameters * (
             prompt_tokens - cached + gen_tokens)
         if count_generations:
             self.cost.generations += sum(len(c) for c in out)

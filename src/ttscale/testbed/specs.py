@@ -12,7 +12,7 @@ class ArchSpec:
     layers: int
     heads: int
     ffn: int
-    max_positions: int = 320
+    max_positions: int = 512
 
 
 SMALL = ArchSpec(hidden=96, layers=3, heads=4, ffn=384)

@@ -22,37 +22,15 @@ from torch.utils.data import Dataset
 from transformers import (
     AutoModelForTokenClassification,
     AutoTokenizer,
-    PreTrainedTokenizerBase,
     Trainer,
     TrainingArguments,
 )
 
 from ttscale.train.common import pad_batch
+from ttscale.verifiers.certainty_prm import CertaintyPRM
+from ttscale.verifiers.hf_prm import TokenClassificationPRM
 
 LABEL_KINDS = ("soft", "hard", "exact")
-
-
-def step_end_positions(tokenizer: PreTrainedTokenizerBase, prompt: str, steps: list[str],
-                       delimiter: str, add_bos: bool = True) -> tuple[list[int], list[int]]:
-    """Token ids of bos + prompt + steps (each followed by ``delimiter``) and, per step, the index
-    of the token that holds the last character of its delimiter (where the PRM is read)."""
-    text = prompt
-    char_ends = []
-    for step in steps:
-        text += step + delimiter
-        char_ends.append(len(text) - 1)
-    enc = tokenizer(text, return_offsets_mapping=True, add_special_tokens=False)
-    ids, offsets = list(enc["input_ids"]), enc["offset_mapping"]
-    # the token holding char `end` is the last one that starts at or before it
-    positions, j = [], 0
-    for end in char_ends:
-        while j + 1 < len(offsets) and offsets[j + 1][0] <= end:
-            j += 1
-        positions.append(j)
-    if add_bos and tokenizer.bos_token_id is not None:
-        ids = [tokenizer.bos_token_id] + ids
-        positions = [p + 1 for p in positions]
-    return ids, positions
 
 
 @dataclass
@@ -78,9 +56,11 @@ def load_label_records(path: Path) -> list[dict]:
     return records
 
 
-def build_examples(records: list[dict], tokenizer: PreTrainedTokenizerBase, label_kind: str,
-                   delimiter: str, dedupe: bool = True) -> list[PRMExample]:
-    """One example per distinct solution text (duplicates would over-weight easy answers)."""
+def build_examples(records: list[dict], encoder: TokenClassificationPRM, label_kind: str,
+                   dedupe: bool = True) -> list[PRMExample]:
+    """One example per distinct solution text (duplicates would over-weight easy answers).
+
+    Inputs are encoded exactly as ``TokenClassificationPRM`` encodes them at scoring time."""
     if label_kind not in LABEL_KINDS:
         raise ValueError(f"unknown label kind {label_kind!r}; choose one of {LABEL_KINDS}")
     out, seen = [], set()
@@ -92,7 +72,7 @@ def build_examples(records: list[dict], tokenizer: PreTrainedTokenizerBase, labe
             if not sol["steps"] or (dedupe and key in seen):
                 continue
             seen.add(key)
-            ids, pos = step_end_positions(tokenizer, rec["prompt"], sol["steps"], delimiter)
+            ids, pos = encoder.encode(rec["prompt"], sol["steps"])
             labels = [-100.0] * len(ids)
             for p, y in zip(pos, sol[label_kind], strict=True):
                 labels[p] = float(y)
@@ -133,6 +113,12 @@ class PRMTrainConfig:
     warmup_ratio: float = 0.05
     seed: int = 0
     delimiter: str = "\n"
+    #: "token-classification" (a head on the LM's hidden state) or "certainty" (the head also
+    #: reads the LM's per-token log-probabilities; see verifiers/certainty_prm.py)
+    arch: str = "token-classification"
+    #: the token that ends the prompt (certainty arch: where the solution starts)
+    prompt_end: str = "\n"
+    train_body: bool = False
 
 
 def train_prm(init: Path, labels_path: Path, out_dir: Path, cfg: PRMTrainConfig,
@@ -140,13 +126,22 @@ def train_prm(init: Path, labels_path: Path, out_dir: Path, cfg: PRMTrainConfig,
     """Fine-tune ``init`` (a causal LM or PRM checkpoint) into a PRM saved at ``out_dir``."""
     tokenizer = AutoTokenizer.from_pretrained(init)
     records = load_label_records(labels_path)
-    examples = build_examples(records, tokenizer, cfg.label_kind, cfg.delimiter)
-    random.Random(cfg.seed).shuffle(examples)
     torch.manual_seed(cfg.seed)
-    model = AutoModelForTokenClassification.from_pretrained(init, num_labels=1)
+    if cfg.arch == "certainty":
+        end_id = tokenizer.convert_tokens_to_ids(cfg.prompt_end)
+        if end_id is None or end_id == tokenizer.unk_token_id:
+            raise ValueError(f"prompt end {cfg.prompt_end!r} is not one token of {init}")
+        model = CertaintyPRM.from_language_model(str(init), end_id, cfg.train_body)
+    elif cfg.arch == "token-classification":
+        model = AutoModelForTokenClassification.from_pretrained(init, num_labels=1)
+    else:
+        raise ValueError(f"unknown PRM arch {cfg.arch!r}; choose token-classification or certainty")
+    encoder = TokenClassificationPRM(model, tokenizer, cfg.delimiter)
+    examples = build_examples(records, encoder, cfg.label_kind)
+    random.Random(cfg.seed).shuffle(examples)
     model.config.problem_type = "regression"
-    model.config.ttscale = {"kind": "prm", "label_kind": cfg.label_kind,
-                            "step_delimiter": cfg.delimiter}
+    model.config.ttscale = {"kind": "prm", "arch": cfg.arch, "label_kind": cfg.label_kind,
+                            "step_delimiter": cfg.delimiter, "init": str(init)}
 
     def collate(items: list[PRMExample]) -> dict[str, torch.Tensor]:
         return pad_batch([x.input_ids for x in items], tokenizer.pad_token_id,
@@ -155,7 +150,7 @@ def train_prm(init: Path, labels_path: Path, out_dir: Path, cfg: PRMTrainConfig,
     args = TrainingArguments(
         output_dir=str(out_dir / "_trainer"), num_train_epochs=cfg.epochs,
         per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
-        weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio,
+        weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_ratio,
         lr_scheduler_type="cosine", logging_steps=log_every, save_strategy="no", report_to=[],
         use_cpu=not torch.cuda.is_available(), seed=cfg.seed, disable_tqdm=True,
         remove_unused_columns=False,

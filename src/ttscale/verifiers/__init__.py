@@ -1,0 +1,44 @@
+"""Verifiers: the ``StepScorer`` interface, score aggregations and the in-process loaders.
+
+``load_verifier`` imports transformers lazily, so ``import ttscale.verifiers.base`` stays light.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ttscale.verifiers.base import AGGREGATIONS, StepScorer, StepScores, aggregate
+
+#: ``kind`` names accepted by :func:`load_verifier`
+VERIFIER_KINDS = ("token-classification", "qwen-prm", "orm")
+
+__all__ = ["AGGREGATIONS", "VERIFIER_KINDS", "StepScorer", "StepScores", "aggregate",
+           "load_verifier"]
+
+
+def load_verifier(path: str | Path, kind: str = "token-classification", **kwargs: Any) -> Any:
+    """Load a local reward model as a ``StepScorer``.
+
+    ``kind``: ``token-classification`` (testbed-style PRM, see ``TokenClassificationPRM``),
+    ``qwen-prm`` (Qwen2.5-Math-PRM convention, ``QwenPRM``) or ``orm`` (sequence classifier,
+    ``OutcomeRM``). ``kwargs`` go to the class's ``from_pretrained`` (``device``, ``dtype``,
+    ``step_delimiter``, ``max_batch``, ...).
+    """
+    if kind not in VERIFIER_KINDS:
+        raise ValueError(
+            f"unknown verifier kind {kind!r}; choose one of {', '.join(VERIFIER_KINDS)}")
+    from ttscale.engines.hf_load import check_model_dir
+
+    check_model_dir(path, f"verifier ({kind})")
+    if kind == "token-classification":
+        from ttscale.verifiers.hf_prm import TokenClassificationPRM
+
+        return TokenClassificationPRM.from_pretrained(path, **kwargs)
+    if kind == "qwen-prm":
+        from ttscale.verifiers.hf_prm import QwenPRM
+
+        return QwenPRM.from_pretrained(path, **kwargs)
+    from ttscale.verifiers.orm import OutcomeRM
+
+    return OutcomeRM.from_pretrained(path, **kwargs)

@@ -1,0 +1,160 @@
+"""How revisions change answers: correct -> incorrect and incorrect -> correct, per position.
+
+A revision model does not only fix mistakes: Snell et al. 2024 (section 6.1) saw about 38% of
+correct answers revised into incorrect ones by theirs, which is why they select over the whole
+chain (a verifier or majority vote) instead of trusting the last attempt. This module measures
+that for any run of the ``revisions`` or ``combined`` strategy, from ``Result.meta["chains"]``
+(each chain's answers in order; for ``combined`` starting with the beam search seed) and the
+gold answer; correctness is decided here, by the grader, never by the strategy.
+
+Transition k is from attempt k to attempt k + 1 of a chain (0-based). For each transition:
+``correct_to_incorrect / (correct_to_incorrect + correct_to_correct)`` is the share of correct
+answers that the revision broke, ``incorrect_to_correct / (incorrect_to_correct +
+incorrect_to_incorrect)`` the share of incorrect ones it fixed. An attempt without an answer
+(``None``, e.g. malformed text) counts as incorrect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+Grader = Callable[[list[tuple[str | None, str]]], list[bool]]
+
+
+@dataclass
+class Transitions:
+    """Counts of answer changes over one set of transitions (one position, or all)."""
+
+    correct_to_correct: int = 0
+    correct_to_incorrect: int = 0
+    incorrect_to_correct: int = 0
+    incorrect_to_incorrect: int = 0
+
+    def add(self, before: bool, after: bool) -> None:
+        if before:
+            if after:
+                self.correct_to_correct += 1
+            else:
+                self.correct_to_incorrect += 1
+        elif after:
+            self.incorrect_to_correct += 1
+        else:
+            self.incorrect_to_incorrect += 1
+
+    @property
+    def n(self) -> int:
+        return (self.correct_to_correct + self.correct_to_incorrect + self.incorrect_to_correct
+                + self.incorrect_to_incorrect)
+
+    @property
+    def correct_turned_incorrect(self) -> float | None:
+        """Share of correct answers revised into incorrect ones (None: no correct answer)."""
+        base = self.correct_to_correct + self.correct_to_incorrect
+        return self.correct_to_incorrect / base if base else None
+
+    @property
+    def incorrect_turned_correct(self) -> float | None:
+        """Share of incorrect answers revised into correct ones (None: no incorrect answer)."""
+        base = self.incorrect_to_correct + self.incorrect_to_incorrect
+        return self.incorrect_to_correct / base if base else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n": self.n, "correct_to_correct": self.correct_to_correct,
+                "correct_to_incorrect": self.correct_to_incorrect,
+                "incorrect_to_correct": self.incorrect_to_correct,
+                "incorrect_to_incorrect": self.incorrect_to_incorrect,
+                "correct_turned_incorrect": self.correct_turned_incorrect,
+                "incorrect_turned_correct": self.incorrect_turned_correct}
+
+
+@dataclass
+class RevisionFlips:
+    """Transitions per position (``by_position[k]``: attempt k -> k + 1), over all positions,
+    and the accuracy of the attempts at each position (``accuracy_by_position[k]``)."""
+
+    by_position: list[Transitions] = field(default_factory=list)
+    overall: Transitions = field(default_factory=Transitions)
+    accuracy_by_position: list[float] = field(default_factory=list)
+    n_chains: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n_chains": self.n_chains, "overall": self.overall.to_dict(),
+                "by_position": [t.to_dict() for t in self.by_position],
+                "accuracy_by_position": list(self.accuracy_by_position)}
+
+
+def flips_from_correctness(chains: Iterable[Sequence[bool]]) -> RevisionFlips:
+    """Count transitions over chains of per-attempt correctness (chains may differ in length)."""
+    out = RevisionFlips()
+    right: list[int] = []
+    seen: list[int] = []
+    for chain in chains:
+        out.n_chains += 1
+        for k, ok in enumerate(chain):
+            if k == len(seen):
+                seen.append(0)
+                right.append(0)
+            seen[k] += 1
+            right[k] += bool(ok)
+        for k in range(len(chain) - 1):
+            while len(out.by_position) <= k:
+                out.by_position.append(Transitions())
+            out.by_position[k].add(bool(chain[k]), bool(chain[k + 1]))
+            out.overall.add(bool(chain[k]), bool(chain[k + 1]))
+    out.accuracy_by_position = [r / s for r, s in zip(right, seen, strict=True)]
+    return out
+
+
+def default_grader(pairs: list[tuple[str | None, str]]) -> list[bool]:
+    """The project's grader (``ttscale.grading.grade_many``: fast path, then math-verify in a
+    bounded worker); a missing answer is incorrect."""
+    from ttscale.grading import grade_many
+
+    return [g.equal for g in grade_many(pairs)]
+
+
+def _check_chains(chains: object, where: str) -> list[list[str | None]]:
+    if not isinstance(chains, list):
+        raise ValueError(f"{where}: 'chains' must be a list of chains, got "
+                         f"{type(chains).__name__}")
+    for i, chain in enumerate(chains):
+        if not isinstance(chain, list) or not all(a is None or isinstance(a, str) for a in chain):
+            raise ValueError(f"{where}: chain {i} must be a list of answers (strings or null)")
+    return chains
+
+
+def revision_flips(records: Iterable[tuple[Sequence[Sequence[str | None]], str]],
+                   grader: Grader | None = None) -> RevisionFlips:
+    """Flips over ``records`` = (chains of attempt answers, gold answer), one per problem.
+
+    All answers are graded in one ``grader`` call (default: :func:`default_grader`).
+    """
+    grade = grader or default_grader
+    records = [([list(c) for c in chains], gold) for chains, gold in records]
+    pairs = [(a, gold) for chains, gold in records for chain in chains for a in chain]
+    verdicts = iter(grade(pairs) if pairs else [])
+    correct = [[bool(next(verdicts)) for _ in chain] for chains, _ in records for chain in chains]
+    return flips_from_correctness(correct)
+
+
+def records_from_results(results: Iterable[Any], gold: Mapping[str, str] | None = None
+                         ) -> list[tuple[list[list[str | None]], str]]:
+    """(chains, gold) of each result of a ``revisions``/``combined`` run.
+
+    ``results``: ``Result`` objects with ``gold`` mapping problem ids to gold answers, or stored
+    results (``store.StoredResult``, which carry their ``gold``). A result without
+    ``meta["chains"]`` is an error: it did not come from a revision strategy.
+    """
+    out = []
+    for r in results:
+        where = f"result {r.problem_id!r}"
+        if "chains" not in r.meta:
+            raise ValueError(f"{where}: no meta['chains'] (not a revisions/combined result; "
+                             f"strategy {r.meta.get('strategy')!r})")
+        answer = gold.get(r.problem_id) if gold is not None else getattr(r, "gold", None)
+        if answer is None:
+            raise ValueError(f"{where}: no gold answer (pass gold={{problem_id: answer}})")
+        out.append((_check_chains(r.meta["chains"], where), answer))
+    return out

@@ -1,0 +1,337 @@
+"""``ttscale sweep``: accuracy and cost of several strategies over several budgets.
+
+How the work is shared (why a sweep is much cheaper than one ``ttscale run`` per point):
+
+* **One pool per problem.** ``N_max`` (the largest budget) full solutions are sampled once and
+  scored once by the PRM: that is exactly a ``weighted-best-of-n`` run at ``N_max``, stored under
+  the same run key ``ttscale run`` would use. Each sample is also graded and its grade kept in its
+  candidate's meta. Majority, best-of-N, weighted best-of-N and the oracle pass@N are then read
+  off that pool for every budget (``analysis.curves``).
+* **Tree searches run per budget** (beam with M=4 and M=sqrt(N), DVTS, lookahead), each (strategy,
+  budget) a run in the same store with the runner's run key: a rerun or a killed sweep resumes
+  problem by problem, and a ``ttscale run`` of the same settings finds the sweep's results (and
+  vice versa). Models are loaded once, lazily, and only if something is left to compute.
+
+The summary (``sweep.json`` in ``--out``) holds, per strategy and budget, the accuracy overall
+and per difficulty bin (oracle bins of pass@1 from the pool; the task's own difficulty where it
+has one) and the mean cost per problem (every Cost key).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ttscale.analysis.bins import bin_ranges, group_mean, oracle_bins, sort_labels
+from ttscale.analysis.curves import (
+    CORRECT_KEY,
+    curve,
+    mean_cost,
+    oracle_curve,
+    pass1,
+    pool_diagnostics,
+    pool_samples,
+    scale_pool_cost,
+)
+from ttscale.analysis.plan import ORACLE, SweepPlan, SweepStrategy
+from ttscale.analysis.pools import PoolSample
+from ttscale.analysis.progress import SweepProgress
+from ttscale.config import RunConfig
+from ttscale.types import Cost, Problem
+
+#: file name of the summary in the output folder (read by ``ttscale report``)
+SUMMARY_NAME = "sweep.json"
+#: bump when the summary layout changes
+SUMMARY_VERSION = 1
+#: what the testbed's own difficulty means, for the report's panel titles
+DIFFICULTY_NAMES = {"testbed": "number of operations"}
+
+
+class Parts:
+    """The models of a sweep, built on first use and shared by all its runs.
+
+    ``policy``/``prm`` are the resolved specs that go into run keys. Tests pass ready
+    ``generator``/``scorer`` objects; otherwise the runner's builders load them.
+    """
+
+    def __init__(self, config: RunConfig, policy: str, prm: str | None, *,
+                 generator: Any = None, scorer: Any = None,
+                 progress: SweepProgress | None = None) -> None:
+        self.config, self.policy, self.prm = config, policy, prm
+        self._generator, self._scorer = generator, scorer
+        self.progress = progress
+        #: the task, so the PRM joins steps with the task's delimiter (set by the sweep)
+        self.task: Any = None
+
+    @classmethod
+    def resolve(cls, config: RunConfig, need_prm: bool) -> Parts:
+        """Check the model paths now (a missing model fails before anything runs)."""
+        from ttscale.runner import resolve_policy, resolve_prm
+
+        policy = resolve_policy(config)
+        prm = resolve_prm(config) if need_prm else None
+        return cls(config, policy, prm)
+
+    def generator(self) -> Any:
+        if self._generator is None:
+            from ttscale.runner import build_generator
+
+            self._note(f"loading policy {self.policy}")
+            self._generator = build_generator(self.config, self.policy)
+        return self._generator
+
+    def scorer(self) -> Any:
+        if self.prm is None:
+            raise ValueError("this sweep has no PRM configured")
+        if self._scorer is None:
+            from ttscale.runner import build_scorer
+
+            self._note(f"loading PRM {self.prm}")
+            self._scorer = build_scorer(self.config, self.prm, self.task)
+        return self._scorer
+
+    def _note(self, msg: str) -> None:
+        if self.progress is not None:
+            self.progress.note(msg)
+
+
+@dataclass
+class StageResult:
+    """One stored run of the sweep."""
+
+    run_key: str
+    config: RunConfig
+    resumed: int
+    computed: int
+
+
+def _grader(gold: str) -> Any:
+    """A per-problem grade function that checks each distinct answer once."""
+    from ttscale.runner import grade_answer
+
+    cache: dict[str | None, bool] = {}
+
+    def grade(answer: str | None) -> bool:
+        if answer is None:
+            return False
+        if answer not in cache:
+            cache[answer] = grade_answer(answer, gold)[0]
+        return cache[answer]
+
+    return grade
+
+
+def execute(store: Any, cfg: RunConfig, problems: Sequence[Problem], task: Any, parts: Parts,
+            progress: SweepProgress, label: str, *, grade_samples: bool = False) -> StageResult:
+    """Compute and store every problem of one run that is not stored yet (the runner's loop,
+    with models shared across runs); ``grade_samples`` also grades every candidate."""
+    from ttscale.runner import grade_answer, needs_verifier, run_key
+    from ttscale.strategies.base import SearchContext, get_strategy
+
+    strategy = get_strategy(cfg.strategy)
+    use_prm = needs_verifier(cfg.strategy, strategy)
+    prm = parts.prm if use_prm else None
+    if use_prm and prm is None:
+        raise ValueError(f"strategy {cfg.strategy!r} needs a PRM; none is configured")
+    key = run_key(cfg, parts.policy, prm)
+    store.ensure_run(key, {**cfg.model_dump(), "policy_resolved": parts.policy,
+                           "prm_resolved": prm, "run_key": key})
+    done = store.done_ids(key)
+    todo = [(i, p) for i, p in enumerate(problems) if p.id not in done]
+    ids = {p.id for p in problems}
+    stored_correct = sum(bool(r.correct) for r in store.results(key, ids)) if done else 0
+    stage = progress.stage(label, len(problems), len(problems) - len(todo), stored_correct)
+    if todo:
+        ctx = SearchContext(
+            task=task, generator=parts.generator(),
+            scorer=parts.scorer() if use_prm else None, seed=cfg.seed,
+            temperature=cfg.temperature, top_p=cfg.top_p, max_step_tokens=cfg.max_step_tokens,
+            max_solution_tokens=cfg.max_solution_tokens, max_rounds=cfg.max_rounds,
+            options=dict(cfg.options))
+        for idx, problem in todo:
+            pctx = ctx.fresh()
+            t0 = time.perf_counter()
+            result = strategy(problem, cfg.budget, pctx)
+            if not result.cost.wall_s:
+                result.cost.wall_s = time.perf_counter() - t0
+            result.correct, reason = grade_answer(result.answer, problem.answer)
+            if grade_samples:
+                grade = _grader(problem.answer)
+                for c in result.candidates:
+                    c.meta[CORRECT_KEY] = grade(c.answer)
+            store.add_result(key, problem, result, grade_reason=reason, idx=idx)
+            stage.advance(bool(result.correct))
+    return StageResult(key, cfg, len(problems) - len(todo), len(todo))
+
+
+def _entry(per_question: Mapping[str, float], costs: Sequence[Cost],
+           groups: Mapping[str, Mapping[str, int | str | None]],
+           **extra: Any) -> dict[str, Any]:
+    n = len(per_question)
+    return {
+        "accuracy": sum(per_question.values()) / n if n else 0.0,
+        "n_problems": n,
+        "accuracy_by_bin": {family: group_mean(per_question, g) for family, g in groups.items()},
+        "cost": mean_cost(costs),
+        **extra,
+    }
+
+
+def sweep(base: RunConfig, plan: SweepPlan, *, progress: bool = True,
+          parts: Parts | None = None) -> dict[str, Any]:
+    """Run (or resume) the sweep and write ``<out>/sweep.json``; returns the summary."""
+    from ttscale.runner import build_task, select_problems
+    from ttscale.store.sqlite import Store
+
+    task = build_task(base)
+    problems = select_problems(task, base)
+    parts = parts if parts is not None else Parts.resolve(base, plan.needs_verifier)
+    runs, skipped = plan.runs(base.options)  # validates beam widths before any sampling
+    ids = {p.id for p in problems}
+    t_start = time.perf_counter()
+
+    with Store.in_dir(base.out) as store, SweepProgress(progress) as prog:
+        parts.progress, parts.task = prog, task
+        n_max = plan.pool_size
+        pool_cfg = base.model_copy(update={"strategy": plan.pool_strategy, "budget": n_max})
+        pool_stage = execute(store, pool_cfg, problems, task, parts, prog,
+                             f"pool {plan.pool_strategy} N={n_max}", grade_samples=True)
+        for name, reasons in skipped.items():
+            for n, why in reasons.items():
+                prog.note(f"{name}: no run at N={n} ({why})")
+        stages: list[tuple[SweepStrategy, int, StageResult]] = []
+        for s, n in runs:
+            cfg = base.model_copy(update={"strategy": s.base, "budget": n,
+                                          "options": s.run_options(n, base.options)})
+            stages.append((s, n, execute(store, cfg, problems, task, parts, prog,
+                                         f"{s.name} N={n}")))
+
+        pool_rows = store.results(pool_stage.run_key, ids)
+        run_rows = {(s.name, n): store.results(st.run_key, ids) for s, n, st in stages}
+        db_path = str(store.path)
+
+    summary = summarize(base, plan, problems, task, pool_stage, pool_rows, stages, run_rows,
+                        skipped)
+    summary["db"] = db_path
+    summary["seconds"] = time.perf_counter() - t_start
+    write_summary(Path(base.out), summary)
+    return summary
+
+
+def summarize(base: RunConfig, plan: SweepPlan, problems: Sequence[Problem], task: Any,
+              pool_stage: StageResult, pool_rows: Sequence[Any],
+              stages: Sequence[tuple[SweepStrategy, int, StageResult]],
+              run_rows: Mapping[tuple[str, int], Sequence[Any]],
+              skipped: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
+    """Turn the stored pool and runs into the sweep summary (pure: no model, no store)."""
+    how = str(base.options.get("aggregation", "last"))
+    gold = {p.id: p.answer for p in problems}
+    pools: dict[str, list[PoolSample]] = {}
+    pool_cost: dict[str, Cost] = {}
+    for r in pool_rows:
+        pools[r.problem_id] = pool_samples(r.candidates, how, _grader(gold[r.problem_id]))
+        pool_cost[r.problem_id] = r.cost
+    for pid, pool in pools.items():
+        if len(pool) < plan.pool_size:
+            raise ValueError(f"stored pool of problem {pid!r} has {len(pool)} samples, fewer "
+                             f"than N_max={plan.pool_size}")
+
+    p1 = {pid: pass1(pool) for pid, pool in pools.items()}
+    obins = oracle_bins(p1)
+    difficulty = {p.id: p.difficulty for p in problems}
+    groups: dict[str, dict[str, Any]] = {"oracle": dict(obins)}
+    has_difficulty = any(d is not None for d in difficulty.values())
+    if has_difficulty:
+        groups["difficulty"] = dict(difficulty)
+
+    results: dict[str, dict[str, Any]] = {}
+    pool_strats = [ORACLE, *[s for s in plan.strategies if s.from_pool]]
+    for s in pool_strats:
+        per_budget: dict[str, Any] = {}
+        for n in plan.budgets:
+            if s.pool_method == "pass":
+                acc = oracle_curve(pools, n)
+            else:
+                assert s.pool_method is not None
+                acc = curve(pools, n, s.pool_method, base.seed)
+            costs = [scale_pool_cost(pool_cost[pid], n, plan.pool_size, s.needs_verifier)
+                     for pid in acc]
+            per_budget[str(n)] = _entry(acc, costs, groups, source="pool",
+                                        run_key=pool_stage.run_key)
+        results[s.name] = per_budget
+    for s, n, st in stages:
+        rows = run_rows[(s.name, n)]
+        acc = {r.problem_id: float(bool(r.correct)) for r in rows}
+        results.setdefault(s.name, {})[str(n)] = _entry(
+            acc, [r.cost for r in rows], groups, source="run", run_key=st.run_key,
+            options=dict(st.config.options), resumed=st.resumed, computed=st.computed)
+
+    bins: dict[str, Any] = {"oracle": bin_ranges(p1, obins)}
+    if has_difficulty:
+        counts: dict[str, int] = {}
+        for d in difficulty.values():
+            if d is not None:
+                counts[str(d)] = counts.get(str(d), 0) + 1
+        bins["difficulty"] = {k: {"n": counts[k]} for k in sort_labels(counts)}
+
+    config = base.model_dump()
+    for k in ("strategy", "budget"):
+        config.pop(k, None)
+    return {
+        "version": SUMMARY_VERSION,
+        "task": base.task,
+        "task_name": getattr(task, "name", base.task),
+        "split": base.split if base.task == "testbed" else None,
+        "n_problems": len(problems),
+        "budgets": list(plan.budgets),
+        "strategies": [s.name for s in pool_strats] + [s.name for s in plan.strategies
+                                                       if not s.from_pool],
+        "seed": base.seed,
+        "aggregation": how,
+        "pool": {"strategy": pool_stage.config.strategy, "budget": plan.pool_size,
+                 "run_key": pool_stage.run_key, "resumed": pool_stage.resumed,
+                 "computed": pool_stage.computed,
+                 **pool_diagnostics(pools, scored=plan.needs_verifier)},
+        "results": results,
+        "skipped": {k: dict(v) for k, v in skipped.items()},
+        "bins": bins,
+        "difficulty_name": DIFFICULTY_NAMES.get(getattr(task, "name", ""), "task difficulty"),
+        "questions": [{"id": p.id, "difficulty": p.difficulty, "pass1": p1.get(p.id),
+                       "oracle_bin": obins.get(p.id)} for p in problems],
+        "config": config,
+        "out": str(Path(base.out)),
+    }
+
+
+def write_summary(out: Path, summary: Mapping[str, Any]) -> Path:
+    """Write ``sweep.json`` atomically (a reader never sees half a file)."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / SUMMARY_NAME
+    tmp = path.with_name(f".{SUMMARY_NAME}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(summary, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def read_summary(out: str | Path) -> dict[str, Any]:
+    """Load ``<out>/sweep.json``, with a one-line error naming the fix when it is not there."""
+    path = Path(out) / SUMMARY_NAME
+    if not Path(out).is_dir():
+        raise FileNotFoundError(f"{out} is not a folder; give the --out folder of a sweep")
+    if not path.is_file():
+        raise FileNotFoundError(f"no {SUMMARY_NAME} in {out}; run `ttscale sweep --out {out}` "
+                                "first")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from e
+    if not isinstance(data, dict) or "results" not in data or "budgets" not in data:
+        raise ValueError(f"{path} is not a ttscale sweep summary (no 'results'/'budgets')")
+    if data.get("version", 0) > SUMMARY_VERSION:
+        raise ValueError(f"{path} was written by a newer ttscale (version {data['version']})")
+    return data

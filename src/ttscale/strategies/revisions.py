@@ -1,0 +1,258 @@
+"""Sequential revisions (Snell et al. 2024, section 6): a revision model improves its answers.
+
+With budget N and chain length L (option ``chain_length``; N must be a multiple of L), N/L
+independent chains of L attempts are run side by side. Attempt 1 of a chain is the revision
+format with no previous attempts; attempt k > 1 is conditioned on the chain's last W attempts
+(option ``revision_window``, default 4), oldest first, so older attempts slide out of the prompt
+once a chain is longer than W. ``L = 1`` is plain parallel sampling, ``L = N`` one fully
+sequential chain; the paper finds the best ratio depends on question difficulty. By default L is
+the largest divisor of N that is at most W, so every revision sees its whole chain.
+
+The final answer (option ``selection``):
+
+* ``"verifier"`` (default): weighted best-of-N over all N attempts of all chains
+  (``aggregation`` option, default ``"last"``); each attempt is scored as a solution to the
+  ORIGINAL problem prompt, never the revision prompt, in one verifier call at the end.
+* ``"majority"``: hierarchical, as in the paper: a majority vote within each chain, then a
+  majority vote over the chains' winners (ties go to the answer that reached the count first;
+  attempts without an answer, e.g. malformed text, stay in their chain but never vote).
+
+The revision model is ``ctx.reviser`` (``ctx.generator`` when None), called through
+``ctx.revise`` so every token it reads or writes is in the Cost. Attempt k of all chains is one
+engine call; identical prompts in it are sent once with ``n`` times their multiplicity and the
+samples dealt out without overlap (as ``common.sample_steps`` does), so seeded engines never
+hand two chains the same sample. Attempt 1 uses the seed purpose ``"solutions"``: with no reviser
+and the testbed format (whose empty-history prompt is the problem prompt), ``L = 1`` draws
+exactly the samples majority voting and best-of-N draw (common random numbers).
+
+Each attempt is one generation: ``cost.generations`` is N. ``Result.trace`` has one entry per
+chain, ``{"chain": c, "nodes": [...]}``, its attempts in order; each node follows the package's
+node convention (``common``: ``id``, ``parent`` = 0 since every attempt is a full solution,
+``step`` = the attempt's steps, ``score``, ``kept`` = it states the chosen answer, ``finished``,
+``answer``) plus ``attempt`` (position in the chain, from 0), ``revises`` (node ids of the
+attempts in its prompt, oldest first), ``scores`` and ``finish_reason``. Nothing about
+correctness is recorded: the runner grades. ``Result.meta["chains"]`` lists each chain's attempt
+answers in order, for the flip analysis (``ttscale.analysis.revisions``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ttscale.engines.base import SamplingParams
+from ttscale.strategies.base import SearchContext, register
+from ttscale.strategies.common import (
+    Run,
+    aggregation_option,
+    check_budget,
+    derive_seed,
+    int_option,
+    majority_vote,
+    require_scorer,
+    score_sequences,
+    split_steps,
+    weighted_vote,
+)
+from ttscale.strategies.revision_prompts import RevisionFormat, revision_format
+from ttscale.types import Candidate, Completion, Problem, Result
+from ttscale.verifiers.base import aggregate
+
+SELECTIONS = ("verifier", "majority")
+
+
+# ---------------------------------------------------------------------------------------------
+# options
+
+
+def window_option(ctx: SearchContext) -> int:
+    return int_option(ctx, "revision_window", 4, 1)
+
+
+def chain_length_option(ctx: SearchContext, budget: int, window: int, strategy: str,
+                        what: str = "budget N") -> int:
+    """``chain_length`` L: ``budget`` must be a multiple of it. Default: the largest divisor of
+    the budget that is at most the window (every revision then sees its whole chain)."""
+    default = max(d for d in range(1, min(budget, window) + 1) if budget % d == 0)
+    length = int_option(ctx, "chain_length", default, 1)
+    if budget % length:
+        raise ValueError(f"{strategy}: {what}={budget} must be a multiple of chain_length "
+                         f"L={length} (N/L chains of L attempts)")
+    return length
+
+
+def selection_option(ctx: SearchContext) -> str:
+    how = ctx.options.get("selection", "verifier")
+    if how not in SELECTIONS:
+        raise ValueError(f"option selection={how!r}: choose one of {', '.join(SELECTIONS)}")
+    return how
+
+
+# ---------------------------------------------------------------------------------------------
+# chains
+
+
+@dataclass
+class Chain:
+    """One revision chain: what its prompts may show (``history``) and what it generated."""
+
+    index: int
+    #: (text, node id) of every attempt the chain has seen, oldest first (a seed attempt first)
+    history: list[tuple[str, int | None]] = field(default_factory=list)
+    attempts: list[Candidate] = field(default_factory=list)
+    #: a solution from elsewhere (``combined``: a beam search result) that the chain revises
+    seed: Candidate | None = None
+
+    @property
+    def seed_node(self) -> int | None:
+        return None if self.seed is None else self.seed.meta.get("node")
+
+    def window(self, size: int) -> list[tuple[str, int | None]]:
+        return self.history[-size:]
+
+
+def attempt_candidate(ctx: SearchContext, comp: Completion) -> Candidate:
+    """A full attempt from a completion, read like ``common.sample_solutions`` reads one.
+
+    Malformed text (no answer, garbage) still gives a candidate: it stays in its chain and its
+    prompts, and simply has no answer to vote with.
+    """
+    task = ctx.task
+    steps = split_steps(comp.text, task.step_delimiter)
+    finished = (comp.finish_reason in ("eos", "length")
+                or (bool(steps) and task.is_final_step(steps[-1])))
+    return Candidate(steps, [], finished, task.extract_answer(comp.text),
+                     {"finish_reason": comp.finish_reason,
+                      "generated_tokens": comp.generated_tokens})
+
+
+def sample_prompts(ctx: SearchContext, prompts: Sequence[str], params: SamplingParams
+                   ) -> list[Completion]:
+    """One completion per prompt from the revision model, in ONE call (not counted as
+    generations: the strategy adds its budget once). Identical prompts are sent once with ``n``
+    = their multiplicity and the samples dealt without overlap; at temperature 0 copies share the
+    one greedy sample (they would be equal anyway). Surplus samples of prompts with a smaller
+    multiplicity are dropped, their tokens staying in the cost."""
+    if not prompts:
+        return []
+    mult: dict[str, int] = {}
+    for p in prompts:
+        mult[p] = mult.get(p, 0) + 1
+    unique = list(mult)
+    greedy = params.temperature == 0
+    n = 1 if greedy else max(mult.values())
+    out = ctx.revise(unique, SamplingParams(n=n, temperature=params.temperature,
+                                            top_p=params.top_p, max_tokens=params.max_tokens,
+                                            stop=params.stop, seed=params.seed),
+                     count_generations=False)
+    if len(out) != len(unique) or any(len(c) != n for c in out):
+        raise RuntimeError(f"revision model returned {[len(c) for c in out]} completions for "
+                           f"{len(unique)} prompts, expected n={n} each")
+    pools = dict(zip(unique, out, strict=True))
+    used = dict.fromkeys(unique, 0)
+    dealt = []
+    for p in prompts:
+        dealt.append(pools[p][used[p]])
+        if not greedy:
+            used[p] += 1
+    return dealt
+
+
+def run_chains(run: Run, problem: Problem, fmt: RevisionFormat, chains: Sequence[Chain],
+               length: int, window: int, purpose: str) -> None:
+    """Add ``length`` attempts to every chain: attempt k of all chains is one engine call.
+
+    ``purpose`` names the seeds (``derive_seed(..., purpose, k)``); the first attempt of chains
+    with an empty history uses the shared ``"solutions"`` seed (see the module docstring).
+    """
+    ctx = run.ctx
+    for k in range(length):
+        shown = [ch.window(window) for ch in chains]
+        prompts = [fmt.prompt(problem, [text for text, _ in w]) for w in shown]
+        if k == 0 and not any(ch.history for ch in chains):
+            seed = derive_seed(ctx, problem, "solutions")
+        else:
+            seed = derive_seed(ctx, problem, purpose, k)
+        params = SamplingParams(temperature=ctx.temperature, top_p=ctx.top_p,
+                                max_tokens=ctx.max_solution_tokens, stop=fmt.stop, seed=seed)
+        for ch, w, comp in zip(chains, shown, sample_prompts(ctx, prompts, params), strict=True):
+            cand = attempt_candidate(ctx, comp)
+            node = run.new_id()
+            cand.meta.update({"node": node, "chain": ch.index, "attempt": len(ch.attempts),
+                              "revises": [n for _, n in w]})
+            ch.attempts.append(cand)
+            ch.history.append((comp.text, node))
+
+
+def score_attempts(ctx: SearchContext, problem: Problem, attempts: Sequence[Candidate]) -> None:
+    """Score every attempt with steps against the ORIGINAL problem prompt (one verifier call)."""
+    todo = [a for a in attempts if a.steps]
+    for a, s in zip(todo, score_sequences(ctx, problem, [a.steps for a in todo]), strict=True):
+        a.scores = s
+
+
+def chain_trace(ctx: SearchContext, chains: Sequence[Chain], answer: str | None,
+                how: str) -> list[dict[str, Any]]:
+    """One trace entry per chain (see the module docstring)."""
+    delim = ctx.task.step_delimiter
+    out = []
+    for ch in chains:
+        nodes = [{"id": a.meta["node"], "parent": 0, "step": delim.join(a.steps),
+                  "score": aggregate(a.scores, how) if a.scores else None,
+                  "scores": list(a.scores),
+                  "kept": answer is not None and a.answer == answer,
+                  "finished": a.finished, "answer": a.answer, "attempt": a.meta["attempt"],
+                  "revises": list(a.meta["revises"]),
+                  "finish_reason": a.meta["finish_reason"]} for a in ch.attempts]
+        entry: dict[str, Any] = {"chain": ch.index, "nodes": nodes}
+        if ch.seed_node is not None:
+            entry["seed"] = ch.seed_node
+        out.append(entry)
+    return out
+
+
+def hierarchical_majority(chains: Sequence[Chain]) -> tuple[str | None, list[str | None]]:
+    """Majority within each chain, then majority over the chains' winners."""
+    winners = [majority_vote(ch.attempts)[0] for ch in chains]
+    answer, _ = majority_vote([Candidate(answer=w) for w in winners])
+    return answer, winners
+
+
+# ---------------------------------------------------------------------------------------------
+# the strategy
+
+
+@register("revisions")
+def revisions(problem: Problem, budget: int, ctx: SearchContext) -> Result:
+    check_budget(budget)
+    window = window_option(ctx)
+    length = chain_length_option(ctx, budget, window, "revisions")
+    selection = selection_option(ctx)
+    how = aggregation_option(ctx)
+    fmt = revision_format(ctx.task, ctx.options)
+    if selection == "verifier":
+        require_scorer(ctx, "revisions")
+    run = Run("revisions", problem, ctx)
+    ctx.cost.generations += budget
+    chains = [Chain(c) for c in range(budget // length)]
+    run_chains(run, problem, fmt, chains, length, window, "revision")
+    attempts = [a for ch in chains for a in ch.attempts]
+    meta: dict[str, Any] = {"chain_length": length, "n_chains": len(chains),
+                            "revision_window": window, "selection": selection,
+                            "revision_format": fmt.name, "aggregation": how}
+    if selection == "verifier":
+        score_attempts(ctx, problem, attempts)
+        answer, totals = weighted_vote(attempts, how)
+        meta["totals"] = totals
+    else:
+        answer, winners = hierarchical_majority(chains)
+        meta["chain_winners"] = winners
+    meta["chains"] = [[a.answer for a in ch.attempts] for ch in chains]
+    run.trace.extend(chain_trace(ctx, chains, answer, how))
+    return run.result(answer, attempts, **meta)
+
+
+#: read by the runner; True since the default selection is "verifier" (with selection="majority"
+#: the strategy never calls the verifier)
+revisions.needs_verifier = True  # type: ignore[attr-defined]

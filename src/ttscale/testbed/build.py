@@ -1,0 +1,179 @@
+"""`ttscale testbed train`: rebuild the four shipped testbed models reproducibly from seeds.
+
+Stages (each skipped when its output exists, so a killed build resumes at the stage it was in):
+
+1. ``small``: train the small policy architecture on gold solutions, snapshotting it every
+   ``eval_every`` steps with its dev accuracy. The shipped **policy-small** is the snapshot whose
+   sampled dev accuracy is closest to ``weak_target``: a policy that is right often enough to learn
+   from and wrong often enough for search to matter. Training continues to a strong snapshot that
+   is the **PRM's initialisation**: the verifier must be better at the arithmetic than the policy
+   it checks (../shared/TESTBED_FACTS.md: a PRM initialised from the weak policy learned question
+   difficulty only).
+2. ``large``: the ~14x larger policy for the FLOPs-matched comparison.
+3. ``labels``: Math-Shepherd Monte-Carlo step labels from policy-small's own samples.
+4. ``prm``: the PRM, trained on those labels (soft by default).
+5. ``revision``: revision trajectories from policy-small's samples; the revision model is
+   fine-tuned from policy-small.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from transformers import LlamaForCausalLM
+
+from ttscale.engines.hf import HFGenerator
+from ttscale.tasks.testbed import TestbedTask
+from ttscale.testbed.data import dev_accuracy, gold_pairs
+from ttscale.testbed.specs import LARGE, SMALL, ArchSpec
+from ttscale.testbed.tokenizer import build_tokenizer
+from ttscale.train.common import llama_config, seed_everything, set_threads
+from ttscale.train.mc_labels import LabelConfig, label_problems
+from ttscale.train.prm import PRMTrainConfig, train_prm
+from ttscale.train.revision import build_revision_pairs
+from ttscale.train.sft import EveryNSteps, train_sft
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class BuildConfig:
+    out: Path
+    work: Path
+    seed: int = 0
+    small_steps: int = 1500
+    small_lr: float = 3e-3
+    eval_every: int = 100
+    weak_target: float = 0.4
+    large_steps: int = 300
+    large_lr: float = 1.5e-3
+    label_questions: int = 800
+    label_samples: int = 4
+    label_rollouts: int = 8
+    prm_label: str = "soft"
+    prm_epochs: float = 4.0
+    prm_lr: float = 1e-3
+    revision_questions: int = 600
+    revision_samples: int = 16
+    revision_epochs: float = 2.0
+    revision_lr: float = 1e-3
+    stages: tuple[str, ...] = ("small", "large", "labels", "prm", "revision")
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _new_model(spec: ArchSpec) -> tuple[LlamaForCausalLM, object]:
+    tok = build_tokenizer()
+    cfg = llama_config(tok, spec.hidden, spec.layers, spec.heads, spec.ffn, spec.max_positions)
+    return LlamaForCausalLM(cfg), tok
+
+
+def _save(model, tok, path: Path, meta: dict) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    (path / "ttscale_meta.json").write_text(json.dumps(meta, indent=2))
+
+
+def _train_policy(cfg: BuildConfig, spec: ArchSpec, steps: int, lr: float, snapshots: Path,
+                  final: Path, log: Log) -> list[dict]:
+    """Train from scratch, snapshotting every ``eval_every`` steps with dev accuracy."""
+    seed_everything(cfg.seed)
+    model, tok = _new_model(spec)
+    history: list[dict] = []
+
+    def snapshot(step: int, m) -> bool:
+        m.eval()
+        acc, by_ops = dev_accuracy(HFGenerator(m, tok), seed=cfg.seed)
+        greedy, _ = dev_accuracy(HFGenerator(m, tok), samples=1, temperature=0.0,
+                                 seed=cfg.seed)
+        m.train()
+        rec = {"step": step, "dev_pass1": acc, "dev_greedy": greedy, "by_ops": by_ops}
+        history.append(rec)
+        _save(m, tok, snapshots / f"step-{step}", rec)
+        log(f"  step {step}: dev pass@1 {acc:.3f} greedy {greedy:.3f}")
+        return greedy >= 0.99
+
+    train_sft(model, tok, lambda: gold_pairs(cfg.seed), final, max_steps=steps,
+              learning_rate=lr, seed=cfg.seed, callbacks=[EveryNSteps(cfg.eval_every, snapshot)])
+    (final / "history.json").write_text(json.dumps(history, indent=2))
+    return history
+
+
+def stage_small(cfg: BuildConfig, log: Log) -> None:
+    snaps = cfg.work / "small-snapshots"
+    history = _train_policy(cfg, SMALL, cfg.small_steps, cfg.small_lr, snaps,
+                            cfg.work / "policy-strong", log)
+    weak = min(history, key=lambda r: abs(r["dev_pass1"] - cfg.weak_target))
+    log(f"  policy-small = step {weak['step']} (dev pass@1 {weak['dev_pass1']:.3f})")
+    shutil.copytree(snaps / f"step-{weak['step']}", cfg.out / "policy-small", dirs_exist_ok=True)
+
+
+def stage_large(cfg: BuildConfig, log: Log) -> None:
+    history = _train_policy(cfg, LARGE, cfg.large_steps, cfg.large_lr,
+                            cfg.work / "large-snapshots", cfg.work / "policy-large", log)
+    best = max(history, key=lambda r: (r["dev_greedy"], r["step"]))
+    shutil.copytree(cfg.work / "large-snapshots" / f"step-{best['step']}",
+                    cfg.out / "policy-large", dirs_exist_ok=True)
+
+
+def stage_labels(cfg: BuildConfig, log: Log) -> None:
+    task = TestbedTask("train", n=cfg.label_questions, seed=cfg.seed)
+    gen = HFGenerator.from_pretrained(cfg.out / "policy-small")
+    n = label_problems(task.problems(), task, gen, cfg.work / "labels.jsonl",
+                       LabelConfig(cfg.label_samples, cfg.label_rollouts, seed=cfg.seed),
+                       is_correct=lambda pred, gold: pred == gold,
+                       on_progress=lambda k: log(f"  labelled {k}/{cfg.label_questions}"))
+    log(f"  {n} questions labelled")
+
+
+def stage_prm(cfg: BuildConfig, log: Log) -> None:
+    out = train_prm(cfg.work / "policy-strong", cfg.work / "labels.jsonl", cfg.out / "prm",
+                    PRMTrainConfig(label_kind=cfg.prm_label, epochs=cfg.prm_epochs,
+                                   learning_rate=cfg.prm_lr, seed=cfg.seed))
+    log(f"  prm: {out}")
+
+
+def stage_revision(cfg: BuildConfig, log: Log) -> None:
+    task = TestbedTask("train", n=cfg.revision_questions, seed=cfg.seed + 1)
+    gen = HFGenerator.from_pretrained(cfg.out / "policy-small")
+    pairs = build_revision_pairs(task, gen, samples=cfg.revision_samples, seed=cfg.seed)
+    log(f"  {len(pairs)} revision examples")
+    model = LlamaForCausalLM.from_pretrained(cfg.out / "policy-small")
+    tok = build_tokenizer()
+    train_sft(model, tok, pairs, cfg.out / "revision", epochs=cfg.revision_epochs,
+              learning_rate=cfg.revision_lr, seed=cfg.seed, warmup_steps=10)
+
+
+STAGES: dict[str, tuple[Callable[[BuildConfig, Log], None], str]] = {
+    "small": (stage_small, "policy-small"),
+    "large": (stage_large, "policy-large"),
+    "labels": (stage_labels, ""),
+    "prm": (stage_prm, "prm"),
+    "revision": (stage_revision, "revision"),
+}
+
+
+def build(cfg: BuildConfig, log: Log = print) -> dict:
+    set_threads()
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    cfg.work.mkdir(parents=True, exist_ok=True)
+    for name in cfg.stages:
+        fn, product = STAGES[name]
+        done_marker = cfg.work / f"{name}.done"
+        if done_marker.exists():
+            log(f"[{name}] done earlier, skipped")
+            continue
+        log(f"[{name}] ...")
+        t0 = time.perf_counter()
+        fn(cfg, log)
+        cfg.timings[name] = time.perf_counter() - t0
+        done_marker.write_text(json.dumps({"seconds": cfg.timings[name]}))
+        log(f"[{name}] {cfg.timings[name]:.0f} s" + (f" -> {cfg.out / product}" if product else ""))
+    summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
+    (cfg.work / "build.json").write_text(json.dumps(summary, indent=2))
+    return summary

@@ -1,0 +1,66 @@
+"""CLI verbs ``ttscale testbed train`` and ``ttscale testbed eval``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+testbed_app = typer.Typer(help="Build and evaluate the embedded testbed models.",
+                          no_args_is_help=True)
+
+
+def _log(msg: str) -> None:
+    typer.echo(msg, err=True)
+
+
+@testbed_app.command("train")
+def train_cmd(
+    out: Annotated[Path | None, typer.Option(help="where the models go (default: the "
+                                                  "package's testbed/models)")] = None,
+    work: Annotated[Path, typer.Option(help="intermediate files; resumes from here")] = Path(
+        "runs/testbed-build"),
+    seed: int = 0,
+    stages: Annotated[str, typer.Option(help="comma list of small,large,labels,prm,revision")]
+    = "small,large,labels,prm,revision",
+) -> None:
+    """Rebuild policy-small, policy-large, prm and revision from seeds (resumable)."""
+    from ttscale.testbed.build import STAGES, BuildConfig, build
+    from ttscale.testbed.paths import models_dir
+
+    chosen = tuple(s.strip() for s in stages.split(",") if s.strip())
+    unknown = [s for s in chosen if s not in STAGES]
+    if unknown:
+        raise ValueError(f"unknown stage(s) {', '.join(unknown)}; choose from {', '.join(STAGES)}")
+    summary = build(BuildConfig(out=out or models_dir(), work=work, seed=seed, stages=chosen),
+                    log=_log)
+    typer.echo(json.dumps(summary["timings"], indent=2))
+
+
+@testbed_app.command("eval")
+def eval_cmd(
+    questions: Annotated[int, typer.Option(help="held-out test questions")] = 500,
+    pool: Annotated[int, typer.Option(help="samples per question")] = 64,
+    seed: int = 0,
+    prm: Annotated[Path | None, typer.Option(help="another PRM to evaluate")] = None,
+    beam: Annotated[bool, typer.Option(help="also run beam search per budget")] = True,
+    out: Annotated[Path | None, typer.Option(help="write the JSON report here")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """PRM quality and accuracy by budget and difficulty on held-out testbed questions."""
+    from ttscale.testbed.evaluate import evaluate_testbed
+    from ttscale.testbed.paths import models_dir
+    from ttscale.testbed.tables import render_report
+
+    report = evaluate_testbed(models_dir(), questions, pool, seed=seed, prm=prm,
+                              with_beam=beam, log=_log)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2))
+    typer.echo(json.dumps(report, indent=2) if as_json else render_report(report))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(testbed_app, name="testbed")

@@ -1,0 +1,142 @@
+"""CLI verbs ``ttscale label`` and ``ttscale train policy|prm|revision``.
+
+They work on any model the transformers engine can load, not only the testbed: a user's policy
+labels its own samples, a PRM is trained from any causal LM checkpoint, etc.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+train_app = typer.Typer(help="Train a policy (SFT), a PRM, or a revision model.",
+                        no_args_is_help=True)
+
+InitOpt = Annotated[Path, typer.Option("--init", help="model directory to start from")]
+OutOpt = Annotated[Path, typer.Option("--out", help="directory to save the trained model")]
+
+
+def _need_dir(path: Path, what: str) -> None:
+    if not (path / "config.json").is_file():
+        raise ValueError(f"{what} {path} is not a model directory (no config.json)")
+
+
+def label_cmd(
+    policy: Annotated[Path, typer.Option(help="policy model directory")],
+    out: Annotated[Path, typer.Option(help="output directory (labels.jsonl; resumes)")],
+    task: Annotated[str, typer.Option(help="'testbed' or a JSONL file")] = "testbed",
+    split: Annotated[str, typer.Option(help="testbed split")] = "train",
+    limit: Annotated[int, typer.Option(help="number of questions")] = 400,
+    samples: Annotated[int, typer.Option(help="solutions sampled per question")] = 4,
+    rollouts: Annotated[int, typer.Option(help="rollouts per step prefix")] = 8,
+    temperature: float = 1.0,
+    max_tokens: Annotated[int, typer.Option(help="max tokens per solution")] = 256,
+    seed: int = 0,
+) -> None:
+    """Math-Shepherd Monte-Carlo step labels from the policy's own samples."""
+    from rich.progress import Progress
+
+    from ttscale.engines.hf import HFGenerator
+    from ttscale.grading import grade
+    from ttscale.tasks import load_task
+    from ttscale.train.mc_labels import LabelConfig, label_problems
+
+    _need_dir(policy, "policy")
+    kwargs = {"split": split, "n": limit, "seed": seed} if task == "testbed" else {}
+    the_task = load_task(task, **kwargs)
+    problems = the_task.problems()[:limit]
+    gen = HFGenerator.from_pretrained(policy)
+    cfg = LabelConfig(samples, rollouts, temperature, max_tokens, seed)
+    out_path = out / "labels.jsonl"
+    with Progress(transient=False) as bar:
+        job = bar.add_task("labelling", total=len(problems))
+        n = label_problems(problems, the_task, gen, out_path, cfg,
+                           is_correct=lambda p, g: grade(p, g).equal,
+                           on_progress=lambda k: bar.update(job, completed=k))
+    typer.echo(f"labelled {n} new questions -> {out_path}")
+
+
+@train_app.command("prm")
+def train_prm_cmd(
+    init: InitOpt,
+    labels: Annotated[Path, typer.Option(help="labels.jsonl from `ttscale label`")],
+    out: OutOpt,
+    label_kind: Annotated[str, typer.Option(help="soft | hard | exact")] = "soft",
+    epochs: float = 4.0,
+    lr: float = 1e-3,
+    batch_size: int = 64,
+    delimiter: Annotated[str, typer.Option(help="step delimiter (escapes allowed)")] = "\\n",
+    seed: int = 0,
+) -> None:
+    """Train a PRM (token classification read at each step's end) on step labels."""
+    from ttscale.train.prm import PRMTrainConfig, train_prm
+
+    _need_dir(init, "init")
+    if not labels.is_file():
+        raise ValueError(f"labels file {labels} does not exist")
+    cfg = PRMTrainConfig(label_kind=label_kind, epochs=epochs, learning_rate=lr,
+                         batch_size=batch_size, seed=seed,
+                         delimiter=delimiter.encode().decode("unicode_escape"))
+    typer.echo(str(train_prm(init, labels, out, cfg)))
+
+
+@train_app.command("policy")
+def train_policy_cmd(
+    init: InitOpt,
+    data: Annotated[Path, typer.Option(help="JSONL lines with prompt and completion")],
+    out: OutOpt,
+    epochs: float = 1.0,
+    lr: float = 1e-3,
+    batch_size: int = 64,
+    seed: int = 0,
+) -> None:
+    """Supervised fine-tuning of a causal LM on (prompt, completion) pairs."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ttscale.train.sft import read_pairs, train_sft
+
+    _need_dir(init, "init")
+    pairs = read_pairs(data)
+    model = AutoModelForCausalLM.from_pretrained(init)
+    tok = AutoTokenizer.from_pretrained(init)
+    typer.echo(str(train_sft(model, tok, pairs, out, epochs=epochs, learning_rate=lr,
+                             batch_size=batch_size, seed=seed, warmup_steps=10)))
+
+
+@train_app.command("revision")
+def train_revision_cmd(
+    init: InitOpt,
+    policy: Annotated[Path, typer.Option(help="policy whose samples build the trajectories")],
+    out: OutOpt,
+    task: Annotated[str, typer.Option(help="task with a revision format")] = "testbed",
+    limit: int = 600,
+    samples: Annotated[int, typer.Option(help="samples per question")] = 16,
+    epochs: float = 2.0,
+    lr: float = 1e-3,
+    seed: int = 0,
+) -> None:
+    """Revision fine-tuning: 0-4 incorrect attempts in context, then a correct one."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ttscale.engines.hf import HFGenerator
+    from ttscale.tasks import load_task
+    from ttscale.train.revision import build_revision_pairs
+    from ttscale.train.sft import train_sft
+
+    _need_dir(init, "init")
+    _need_dir(policy, "policy")
+    kwargs = {"split": "train", "n": limit, "seed": seed} if task == "testbed" else {}
+    pairs = build_revision_pairs(load_task(task, **kwargs), HFGenerator.from_pretrained(policy),
+                                 samples=samples, seed=seed)
+    typer.echo(f"{len(pairs)} revision examples")
+    model = AutoModelForCausalLM.from_pretrained(init)
+    tok = AutoTokenizer.from_pretrained(init)
+    typer.echo(str(train_sft(model, tok, pairs, out, epochs=epochs, learning_rate=lr,
+                             seed=seed, warmup_steps=10)))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("label")(label_cmd)
+    app.add_typer(train_app, name="train")

@@ -1,0 +1,34 @@
+"""Build revision fine-tuning data from a policy's own samples (see ``revision_data``)."""
+
+from __future__ import annotations
+
+import random
+
+from ttscale.engines.base import Generator, SamplingParams
+from ttscale.train.revision_data import build_trajectories, dedupe
+
+SAMPLE_BATCH = 64
+
+
+def build_revision_pairs(task, generator: Generator, samples: int = 16, seed: int = 0,
+                         temperature: float = 1.0, max_tokens: int = 256,
+                         max_previous: int = 4, per_question: int = 4) -> list[tuple[str, str]]:
+    """(revision prompt, corrected attempt) pairs; ``task`` must offer ``revision_prompt``."""
+    if not hasattr(task, "revision_prompt"):
+        raise ValueError(f"task {task.name!r} has no revision prompt format")
+    rng = random.Random(f"revision/{seed}")
+    problems = task.problems()
+    examples = []
+    for start in range(0, len(problems), SAMPLE_BATCH):
+        batch = problems[start: start + SAMPLE_BATCH]
+        outs = generator.generate([p.prompt for p in batch],
+                                  SamplingParams(n=samples, temperature=temperature,
+                                                 max_tokens=max_tokens, seed=seed + start))
+        for problem, comps in zip(batch, outs, strict=True):
+            attempts = [(c.text, task.extract_answer(c.text) == problem.answer) for c in comps
+                        if c.finish_reason == "eos"]
+            examples += build_trajectories(problem.id, problem.prompt, attempts, rng,
+                                           max_previous, per_question)
+    by_id = {p.id: p for p in problems}
+    return [(task.revision_prompt(by_id[ex.problem_id], list(ex.previous)), ex.target)
+            for ex in dedupe(examples)]
