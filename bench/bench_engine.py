@@ -34,7 +34,7 @@ DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "src/ttscale/testbed/model
 SHARED_N = 16
 
 
-def random_testbed_model() -> HFGenerator:
+def random_testbed_model(**kw) -> HFGenerator:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from ttscale.testbed.tokenizer import build_tokenizer
@@ -45,7 +45,7 @@ def random_testbed_model() -> HFGenerator:
                       max_position_embeddings=256, bos_token_id=tok.bos_token_id,
                       eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     torch.manual_seed(0)
-    return HFGenerator(LlamaForCausalLM(cfg), tok)
+    return HFGenerator(LlamaForCausalLM(cfg), tok, **kw)
 
 
 def timed(fn, *args) -> tuple:
@@ -74,6 +74,8 @@ def run_generate(gen: HFGenerator, prompts: list[str], n: int, max_tokens: int, 
     with torch.inference_mode():
         out = gen.model.generate(input_ids=ids, attention_mask=mask, do_sample=True,
                                  temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=max_tokens,
+                                 # without EOS ids, forbid EOS so that every row runs to the end
+                                 min_new_tokens=0 if eos else max_tokens,
                                  num_return_sequences=n, eos_token_id=eos,
                                  pad_token_id=gen.pad_id)
     total = 0
@@ -96,15 +98,13 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    kw = {"eos_token_ids": []} if args.ignore_eos else {}
     if args.model:
-        gen, name = HFGenerator.from_pretrained(args.model), args.model
+        gen, name = HFGenerator.from_pretrained(args.model, **kw), args.model
     elif (DEFAULT_MODEL / "config.json").is_file():
-        gen, name = HFGenerator.from_pretrained(DEFAULT_MODEL), str(DEFAULT_MODEL)
+        gen, name = HFGenerator.from_pretrained(DEFAULT_MODEL, **kw), str(DEFAULT_MODEL)
     else:
-        gen, name = random_testbed_model(), "random-init testbed Llama (hidden 128, 4 layers)"
-    if args.ignore_eos:
-        gen.eos_ids = []
-        gen._eos_t = torch.tensor([-1])
+        gen, name = random_testbed_model(**kw), "random-init testbed Llama (hidden 128, 4 layers)"
     eos = gen.eos_ids or None
     prompts = [p.prompt for p in testbed.TestbedTask(split="test", n=max(args.batch),
                                                      seed=args.seed).problems()]

@@ -253,3 +253,16 @@ def test_the_context_window_caps_generation(gen):
     got = gen.generate(["Q:" + "1" * 240], SamplingParams(max_tokens=100, seed=0))[0][0]
     assert got.generated_tokens <= room
     assert got.finish_reason in ("eos", "length")
+
+
+def test_without_eos_ids_every_row_runs_to_max_tokens(tiny_policy_dir):
+    gen = HFGenerator.from_pretrained(tiny_policy_dir, eos_token_ids=[])
+    out = gen.sample(PROMPTS[:2], SamplingParams(n=24, max_tokens=40, seed=0))
+    assert {(s.finish_reason, len(s.token_ids)) for row in out for s in row} == {("length", 40)}
+
+
+def test_an_empty_prompt_needs_a_bos_token(tiny_policy_dir):
+    gen = HFGenerator.from_pretrained(tiny_policy_dir, add_bos=False)
+    with pytest.raises(ValueError, match="empty prompt"):
+        gen.generate([""], greedy())
+    assert gen.generate(["Q:1"], greedy())[0][0].prompt_tokens == 3

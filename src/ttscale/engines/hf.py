@@ -96,10 +96,13 @@ class HFGenerator:
     ``fast_attention``: None uses the ``bmm`` kernel where it applies (CPU, plain architectures),
     False keeps the model's own attention, True requires the kernel.
     ``compact_fraction``: the running batch is compacted once this fraction of its rows finished.
+    ``eos_token_ids``: the ids that end a sequence (default: the generation config's and the
+    tokenizer's EOS; ``[]`` never stops at EOS, e.g. to measure raw decode speed).
     """
 
     def __init__(self, model: Any, tokenizer: Any, *, max_batch: int = 512, add_bos: bool = True,
-                 fast_attention: bool | None = None, compact_fraction: float = 0.125) -> None:
+                 fast_attention: bool | None = None, compact_fraction: float = 0.125,
+                 eos_token_ids: list[int] | None = None) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         if not 0 <= compact_fraction <= 1:
@@ -111,7 +114,7 @@ class HFGenerator:
         self.num_parameters = count_parameters(model)
         self.device = next(model.parameters()).device
         self.bos_id: int | None = tokenizer.bos_token_id if add_bos else None
-        self.eos_ids = _eos_ids(model, tokenizer)
+        self.eos_ids = _eos_ids(model, tokenizer) if eos_token_ids is None else list(eos_token_ids)
         self.pad_id = next((i for i in (tokenizer.pad_token_id, *self.eos_ids) if i is not None), 0)
         self.max_len: int | None = getattr(model.config, "max_position_embeddings", None)
         bmm_ok = supports_bmm(model)
@@ -216,17 +219,9 @@ class HFGenerator:
         dev = self.device
         lens = [len(ids[u]) for u, _ in groups]
         width = max(lens)
-        prompt = torch.full((len(groups), width), self.pad_id, dtype=torch.long)
-        pmask = torch.zeros((len(groups), width), dtype=torch.long)
-        for g, (u, _) in enumerate(groups):
-            prompt[g, width - lens[g]:] = torch.tensor(ids[u])
-            pmask[g, width - lens[g]:] = 1
-        prompt, pmask = prompt.to(dev), pmask.to(dev)
-        positions = (pmask.cumsum(-1) - 1).clamp(min=0)
         max_new = max(limits[u] for u, _ in groups)
-        cache = make_cache(self.model, width + max_new)
-        logits = self._forward(prompt, pmask, positions, cache, keep_last=True)
-
+        cache, logits, pmask, positions = self._prefill([ids[u] for u, _ in groups], width,
+                                                        max_new)
         expand = torch.repeat_interleave(torch.arange(len(groups), device=dev),
                                          torch.tensor([c for _, c in groups], device=dev))
         if len(expand) > len(groups):  # some prompt has several samples: repeat its rows
@@ -287,6 +282,22 @@ class HFGenerator:
             next_pos = next_pos + 1
         return self._collect(groups, row_group, lens, tokens.cpu(), n_gen, reason, stop_text,
                              step_logits if return_logits else None)
+
+    def _prefill(self, prompts: list[list[int]], width: int,
+                 max_new: int) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Run the left-padded prompts through the model once: (cache, last logits, attention
+        mask, position ids). Positions count real tokens only, so padding shifts nothing."""
+        dev = self.device
+        prompt = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        pmask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for g, x in enumerate(prompts):
+            prompt[g, width - len(x):] = torch.tensor(x)
+            pmask[g, width - len(x):] = 1
+        prompt, pmask = prompt.to(dev), pmask.to(dev)
+        positions = (pmask.cumsum(-1) - 1).clamp(min=0)
+        cache = make_cache(self.model, width + max_new)
+        logits = self._forward(prompt, pmask, positions, cache, keep_last=True)
+        return cache, logits, pmask, positions
 
     def _collect(self, groups: list[tuple[int, int]], row_group: list[int], lens: list[int],
                  tokens: torch.Tensor, n_gen: list[int], reason: list[str],

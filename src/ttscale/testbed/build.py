@@ -48,16 +48,22 @@ class BuildConfig:
     seed: int = 0
     small_steps: int = 1500
     small_lr: float = 3e-3
-    eval_every: int = 100
+    small_batch: int = 64
+    #: the small run stops once dev greedy accuracy reaches this: that snapshot is the PRM's body
+    strong_greedy: float = 0.9
+    eval_every: int = 50
     weak_target: float = 0.4
-    large_steps: int = 300
-    large_lr: float = 1.5e-3
+    large_steps: int = 600
+    large_lr: float = 2e-3
+    large_batch: int = 32
+    large_stop_greedy: float = 0.97
     label_questions: int = 800
     label_samples: int = 4
     label_rollouts: int = 8
     prm_label: str = "soft"
+    prm_arch: str = "certainty"
     prm_epochs: float = 4.0
-    prm_lr: float = 1e-3
+    prm_lr: float = 1e-2
     revision_questions: int = 600
     revision_samples: int = 16
     revision_epochs: float = 2.0
@@ -79,8 +85,8 @@ def _save(model, tok, path: Path, meta: dict) -> None:
     (path / "ttscale_meta.json").write_text(json.dumps(meta, indent=2))
 
 
-def _train_policy(cfg: BuildConfig, spec: ArchSpec, steps: int, lr: float, snapshots: Path,
-                  final: Path, log: Log) -> list[dict]:
+def _train_policy(cfg: BuildConfig, spec: ArchSpec, steps: int, lr: float, batch: int,
+                  stop_greedy: float, snapshots: Path, final: Path, log: Log) -> list[dict]:
     """Train from scratch, snapshotting every ``eval_every`` steps with dev accuracy."""
     seed_everything(cfg.seed)
     model, tok = _new_model(spec)
@@ -96,26 +102,28 @@ def _train_policy(cfg: BuildConfig, spec: ArchSpec, steps: int, lr: float, snaps
         history.append(rec)
         _save(m, tok, snapshots / f"step-{step}", rec)
         log(f"  step {step}: dev pass@1 {acc:.3f} greedy {greedy:.3f}")
-        return greedy >= 0.99
+        return greedy >= stop_greedy
 
     train_sft(model, tok, lambda: gold_pairs(cfg.seed), final, max_steps=steps,
-              learning_rate=lr, seed=cfg.seed, callbacks=[EveryNSteps(cfg.eval_every, snapshot)])
+              batch_size=batch, learning_rate=lr, seed=cfg.seed,
+              callbacks=[EveryNSteps(cfg.eval_every, snapshot)])
     (final / "history.json").write_text(json.dumps(history, indent=2))
     return history
 
 
 def stage_small(cfg: BuildConfig, log: Log) -> None:
     snaps = cfg.work / "small-snapshots"
-    history = _train_policy(cfg, SMALL, cfg.small_steps, cfg.small_lr, snaps,
-                            cfg.work / "policy-strong", log)
+    history = _train_policy(cfg, SMALL, cfg.small_steps, cfg.small_lr, cfg.small_batch,
+                            cfg.strong_greedy, snaps, cfg.work / "policy-strong", log)
     weak = min(history, key=lambda r: abs(r["dev_pass1"] - cfg.weak_target))
     log(f"  policy-small = step {weak['step']} (dev pass@1 {weak['dev_pass1']:.3f})")
     shutil.copytree(snaps / f"step-{weak['step']}", cfg.out / "policy-small", dirs_exist_ok=True)
 
 
 def stage_large(cfg: BuildConfig, log: Log) -> None:
-    history = _train_policy(cfg, LARGE, cfg.large_steps, cfg.large_lr,
-                            cfg.work / "large-snapshots", cfg.work / "policy-large", log)
+    history = _train_policy(cfg, LARGE, cfg.large_steps, cfg.large_lr, cfg.large_batch,
+                            cfg.large_stop_greedy, cfg.work / "large-snapshots",
+                            cfg.work / "policy-large", log)
     best = max(history, key=lambda r: (r["dev_greedy"], r["step"]))
     shutil.copytree(cfg.work / "large-snapshots" / f"step-{best['step']}",
                     cfg.out / "policy-large", dirs_exist_ok=True)
@@ -134,7 +142,7 @@ def stage_labels(cfg: BuildConfig, log: Log) -> None:
 def stage_prm(cfg: BuildConfig, log: Log) -> None:
     out = train_prm(cfg.work / "policy-strong", cfg.work / "labels.jsonl", cfg.out / "prm",
                     PRMTrainConfig(label_kind=cfg.prm_label, epochs=cfg.prm_epochs,
-                                   learning_rate=cfg.prm_lr, seed=cfg.seed))
+                                   learning_rate=cfg.prm_lr, seed=cfg.seed, arch=cfg.prm_arch))
     log(f"  prm: {out}")
 
 

@@ -62,5 +62,26 @@ def eval_cmd(
     typer.echo(json.dumps(report, indent=2) if as_json else render_report(report))
 
 
+@testbed_app.command("ablation")
+def ablation_cmd(
+    work: Annotated[Path, typer.Option(help="the build's work folder (labels, strong body)")]
+    = Path("runs/testbed-build"),
+    questions: int = 500,
+    pool: int = 64,
+    seed: int = 0,
+    out: Annotated[Path | None, typer.Option(help="write the JSON report here")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """PRM variants (soft / hard MC labels, exact labels, plain head) on one held-out pool."""
+    from ttscale.testbed.ablation import render_ablation, run_ablation
+    from ttscale.testbed.paths import models_dir
+
+    report = run_ablation(work, models_dir(), questions, pool, seed, log=_log)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2))
+    typer.echo(json.dumps(report, indent=2) if as_json else render_ablation(report))
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(testbed_app, name="testbed")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from ttscale.analysis.pools import PoolSample, pool_accuracy
@@ -29,9 +30,9 @@ POOL_METHODS = ("majority", "argmax", "weighted", "pass")
 Log = Callable[[str], None]
 
 
-def sample_pool(task: TestbedTask, generator: Generator, scorer: StepScorer | None, n: int,
-                seed: int, batch: int = 32, log: Log | None = None) -> list[ScoredSample]:
-    """``n`` sampled solutions per problem, with exact step labels and (if given) PRM scores."""
+def sample_pool(task: TestbedTask, generator: Generator, n: int, seed: int, batch: int = 32,
+                log: Log | None = None) -> list[ScoredSample]:
+    """``n`` sampled solutions per problem, with exact step labels (scores filled later)."""
     problems = task.problems()
     out: list[ScoredSample] = []
     for start in range(0, len(problems), batch):
@@ -39,21 +40,26 @@ def sample_pool(task: TestbedTask, generator: Generator, scorer: StepScorer | No
         comps = generator.generate([p.prompt for p in chunk],
                                    SamplingParams(n=n, temperature=1.0, max_tokens=SOLUTION_TOKENS,
                                                   seed=seed + start))
-        new: list[ScoredSample] = []
         for p, cs in zip(chunk, comps, strict=True):
             for c in cs:
                 steps = [s for s in c.text.split("\n") if s] or [""]
                 answer = task.extract_answer(c.text)
-                new.append(ScoredSample(p.id, p.difficulty or 0, steps, [],
+                out.append(ScoredSample(p.id, p.difficulty or 0, steps, [],
                                         task.step_labels(p, steps), answer, answer == p.answer,
                                         {"prompt": p.prompt}))
-        if scorer is not None:
-            res = scorer.score([s.extra["prompt"] for s in new], [s.steps for s in new])
-            for s, sc in zip(new, res.scores, strict=True):
-                s.scores = sc
-        out += new
         if log:
             log(f"  sampled {min(start + batch, len(problems))}/{len(problems)} questions")
+    return out
+
+
+def score_samples(samples: list[ScoredSample], scorer: StepScorer,
+                  batch: int = 2048) -> list[ScoredSample]:
+    """Copies of ``samples`` with the verifier's per-step scores."""
+    out = []
+    for start in range(0, len(samples), batch):
+        chunk = samples[start:start + batch]
+        res = scorer.score([s.extra["prompt"] for s in chunk], [s.steps for s in chunk])
+        out += [replace(s, scores=sc) for s, sc in zip(chunk, res.scores, strict=True)]
     return out
 
 
@@ -122,9 +128,9 @@ def evaluate_testbed(models: Path, n_questions: int = 500, pool: int = 64,
     task = TestbedTask("test", n=n_questions, seed=seed)
     gen = HFGenerator.from_pretrained(models / "policy-small")
     scorer = TokenClassificationPRM.from_pretrained(prm or models / "prm")
-    samples = sample_pool(task, gen, scorer, pool, seed, log=log)
-    train_task = TestbedTask("train", n=200, seed=seed + 7)
-    baseline = position_baseline(sample_pool(train_task, gen, None, 8, seed + 7))
+    samples = score_samples(sample_pool(task, gen, pool, seed, log=log), scorer)
+    baseline = position_baseline(sample_pool(TestbedTask("train", n=200, seed=seed + 7), gen, 8,
+                                             seed + 7))
     bins = oracle_bins(samples)
     report = {
         "n_questions": n_questions, "pool": pool, "seed": seed,
