@@ -254,6 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return the exit code; every error becomes one line on stderr."""
     exc = _cli_exceptions()
     command = typer.main.get_command(app)
+    if os.environ.get("TTSCALE_THREADS"):  # a shared machine: see README
+        from ttscale.train.common import set_threads
+
+        set_threads()
     try:
         rv = command.main(args=argv, prog_name="ttscale", standalone_mode=False)
     except exc["help"]:  # bare `ttscale`: typer has already printed the help

@@ -234,6 +234,76 @@ def tree_section(out: Path, summary: Mapping[str, Any], *, strategy: str | None 
     return head + legend + body
 
 
+# ---- compute-optimal and FLOPs-matched (present when `ttscale optimal` has run) -----------
+
+
+def optimal_section(optimal: Mapping[str, Any] | None) -> str:
+    """Frontier figure and the matches of best-of-N, from ``optimal.json``; empty if absent."""
+    if not optimal:
+        return ""
+    rows = []
+    for kind, per in optimal.get("bins", {}).items():
+        for target, m in per.get("matches", {}).items():
+            boot = m.get("bootstrap") or {}
+            gens = m.get("matched_generations")
+            at = "not reached" if gens is None else (
+                f"{'≤ ' if m.get('bound') else ''}{gens:.1f}")
+            ratio = "–" if m.get("ratio") is None else (
+                f"{'≥ ' if m.get('bound') else ''}{m['ratio']:.2f}×")
+            spread = (f"{boot['ratio_p05']:.2f}–{boot['ratio_p95']:.2f} "
+                      f"(reached {boot['reached']:.0%})" if boot.get("n") else "–")
+            fr = m.get("flops_ratio")
+            cells = [html.escape(kind), f"N={html.escape(str(target))}",
+                     _fmt(m.get("baseline_accuracy")), at, ratio, spread,
+                     "–" if fr is None else f"{fr:.2f}×"]
+            rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    head = "".join(f"<th>{h}</th>" for h in (
+        "bins", "best-of-N at", "its accuracy", "compute-optimal matches at (generations)",
+        "efficiency ratio", "bootstrap 5–95%", "FLOPs ratio"))
+    table = (f'<table class="num"><thead><tr>{head}</tr></thead>'
+             f"<tbody>{''.join(rows)}</tbody></table>")
+    note = (f"<p class='note'>Compute-optimal = the strategy chosen per (difficulty bin, budget) "
+            f"on one half of the questions and scored on the other (2-fold cross-validation, "
+            f"{optimal.get('n_problems')} questions). Its cost includes estimating difficulty: "
+            f"a probe of k={optimal.get('probe_k')} PRM-scored samples per question, reused by "
+            f"majority/best-of-N. Baseline: {html.escape(str(optimal.get('baseline')))}. "
+            f"Ratio = best-of-N's budget / the generations at which compute-optimal reaches its "
+            f"accuracy; bootstrap over questions. Policy table: "
+            f"{html.escape(str(optimal.get('table', '–')))}.</p>")
+    notes = "".join(f"<li>{html.escape(str(n))}</li>" for n in optimal.get("notes", []))
+    return ("<h2 id='optimal'>Compute-optimal vs best-of-N</h2>"
+            + _img(plots.optimal_frontier(optimal), "compute-optimal frontier vs best-of-N")
+            + table + note + (f"<ul class='note'>{notes}</ul>" if notes else ""))
+
+
+def flops_section(flops: Mapping[str, Any] | None) -> str:
+    """The FLOPs-matched table (small + test-time compute vs the larger model), from
+    ``flops.json``; empty if absent."""
+    if not flops:
+        return ""
+    head = "".join(f"<th>{h}</th>" for h in (
+        "R = D<sub>inf</sub>/D<sub>pre</sub>", "X (token multiplier)", "bin", "questions",
+        "large greedy", "small budget N", "small + test-time", "Δ accuracy", "winner"))
+    rows = []
+    for r in flops.get("rows", []):
+        budget = "–" if r.get("small_budget") is None else (
+            f"{r['small_budget']}{'+' if r.get('capped') else ''}")
+        delta = "–" if r.get("delta") is None else f"{r['delta']:+.3f}"
+        cells = [f"{r['R']:g}", f"{r['multiplier_X']:.1f}", html.escape(str(r["bin"])),
+                 str(r["n"]), _fmt(r["large_accuracy"]), budget, _fmt(r.get("small_accuracy")),
+                 delta, html.escape(str(r["winner"]))]
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    note = (f"<p class='note'>Larger model: {html.escape(str(flops.get('large')))} "
+            f"({flops.get('multiplier_M', 0):.1f}× the parameters). At equal pretraining + "
+            "inference FLOPs the small model may process X = M + 3(M−1)/R times the large "
+            "model's inference tokens; the small side is the cross-validated compute-optimal "
+            "policy (oracle bins, probe and PRM FLOPs counted) at the largest budget that fits "
+            "that allowance in the bin (N+: even the sweep's largest budget fits).</p>")
+    return ("<h2 id='flops'>FLOPs-matched comparison</h2>"
+            f'<table class="num"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(rows)}</tbody></table>" + note)
+
+
 # ---- the page ----------------------------------------------------------------------------
 
 PAGE_CSS = """
@@ -259,6 +329,10 @@ def build_report(out: str | Path, *, strategy: str | None = None, budget: int | 
     summary = read_summary(out)
     # the tree first: a bad --question/--tree-* fails before any figure is drawn
     tree = tree_section(out, summary, strategy=strategy, budget=budget, question=question)
+    from ttscale.optimal.analysis import FLOPS_NAME, OPTIMAL_NAME, read_optional
+
+    optimal = optimal_section(read_optional(out, OPTIMAL_NAME))
+    flops_matched = flops_section(read_optional(out, FLOPS_NAME))
     figs = [(plots.accuracy_vs_budget(summary), "accuracy vs budget")]
     flops = plots.accuracy_vs_flops(summary)
     oracle = plots.accuracy_by_bin(summary, "oracle", "accuracy vs budget per oracle difficulty "
@@ -283,6 +357,7 @@ def build_report(out: str | Path, *, strategy: str | None = None, budget: int | 
         _img(oracle, "accuracy per oracle bin") if oracle else "",
         bins_table(summary),
         _img(diff, "accuracy per task difficulty") if diff else "",
+        optimal, flops_matched,
         "<h2 id='numbers'>All numbers</h2>",
         "<p class='note'>Pool strategies are read off one pool of N_max samples per question "
         "(mean over disjoint subsets; oracle = unbiased pass@N); their cost is the expected cost "

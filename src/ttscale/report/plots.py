@@ -183,3 +183,53 @@ def accuracy_vs_flops(summary: Mapping[str, Any]) -> bytes:
     ax.set_title("accuracy vs compute (labels: N)")
     ax.legend(fontsize=8, loc="best")
     return _png(fig)
+
+
+# ---- compute-optimal (``ttscale optimal`` writes optimal.json beside sweep.json) ------------
+
+#: colours of the compute-optimal curves (bins kind) against the best-of-N baseline
+OPTIMAL_COLORS = {"oracle": "#d62728", "predicted": "#9467bd"}
+
+
+def optimal_frontier(optimal: Mapping[str, Any]) -> bytes:
+    """The cross-validated compute-optimal curves (oracle and predicted bins, difficulty probe
+    charged) against best-of-N: accuracy vs mean generations per question (left) and vs mean
+    FLOPs (right); each match of best-of-N's accuracy at a target budget is marked."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11.0, 4.2))
+    base = optimal.get("baseline_curve", [])
+    for ax, key, xlabel in ((axes[0], "generations", "mean generations per question (log2, "
+                             "probe included)"),
+                            (axes[1], "flops", "mean FLOPs per question (log)")):
+        if base:
+            ax.plot([p[key] for p in base], [p["accuracy"] for p in base], marker="o",
+                    color=color_of("weighted-best-of-n"), label=str(optimal.get("baseline")))
+            for p in base:
+                ax.annotate(str(p["budget"]), (p[key], p["accuracy"]), textcoords="offset points",
+                            xytext=(3, -9), fontsize=7, color=color_of("weighted-best-of-n"))
+        for kind, per in optimal.get("bins", {}).items():
+            pts = per.get("pooled", [])
+            color = OPTIMAL_COLORS.get(kind, "#000000")
+            ax.plot([p[key] for p in pts], [p["accuracy"] for p in pts], marker="s",
+                    color=color, label=f"compute-optimal ({kind} bins, cross-validated)")
+            for p in pts:
+                ax.annotate(str(p["budget"]), (p[key], p["accuracy"]),
+                            textcoords="offset points", xytext=(3, 3), fontsize=7, color=color)
+            for m in per.get("matches", {}).values():
+                x = m.get("matched_generations" if key == "generations" else "matched_flops")
+                if x:
+                    ax.plot([x], [m["baseline_accuracy"]], marker="*", markersize=11,
+                            color=color, linestyle="none")
+        if key == "generations":
+            ax.set_xscale("log", base=2)
+        else:
+            ax.set_xscale("log")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(True, alpha=0.3)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("accuracy")
+    axes[0].legend(fontsize=8, loc="upper left")
+    fig.suptitle("compute-optimal frontier vs best-of-N (labels: budget N; ★ matches best-of-N "
+                 "at a target budget)", fontsize=10)
+    fig.tight_layout()
+    return _png(fig)

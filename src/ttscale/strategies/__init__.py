@@ -4,6 +4,7 @@ from ttscale.strategies import (  # noqa: F401
     beam,
     best_of_n,
     combined,
+    compute_optimal,
     dvts,
     lookahead,
     majority,

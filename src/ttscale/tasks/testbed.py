@@ -64,8 +64,11 @@ def parse_question(text: str) -> Question:
     m = re.fullmatch(r"Q:(\d\d)((?:[a-h][-+*]\d)+)", text.strip())
     if not m:
         raise ValueError(f"not a testbed question: {text!r}")
-    ops = tuple((op, int(x)) for _, op, x in re.findall(r"([a-h])([-+*])(\d)", m.group(2)))
-    return Question(int(m.group(1)), ops)
+    found = re.findall(r"([a-h])([-+*])(\d)", m.group(2))
+    # labels must be a, b, c, ... in order: anything else would parse into a different question
+    if "".join(label for label, _, _ in found) != LABELS[: len(found)]:
+        raise ValueError(f"not a testbed question (operation labels out of order): {text!r}")
+    return Question(int(m.group(1)), tuple((op, int(x)) for _, op, x in found))
 
 
 def split_of(question_text: str) -> str:

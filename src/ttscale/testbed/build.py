@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
 from transformers import LlamaForCausalLM
 
 from ttscale.engines.hf import HFGenerator
@@ -68,7 +69,7 @@ class BuildConfig:
     revision_samples: int = 16
     revision_epochs: float = 2.0
     revision_lr: float = 1e-3
-    stages: tuple[str, ...] = ("small", "large", "labels", "prm", "revision")
+    stages: tuple[str, ...] = ("small", "large", "labels", "prm", "revision", "ship")
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -157,12 +158,38 @@ def stage_revision(cfg: BuildConfig, log: Log) -> None:
               learning_rate=cfg.revision_lr, seed=cfg.seed, warmup_steps=10)
 
 
+def stage_ship(cfg: BuildConfig, log: Log) -> None:
+    """Store every shipped model in float16 (half the bytes; loaded back as float32 on CPU) and
+    write its model card."""
+    from ttscale.testbed.cards import write_cards
+
+    for name in SHIPPED:
+        path = cfg.out / name
+        model = _load_float32(path)
+        model.to(torch.float16).save_pretrained(path)
+    write_cards(cfg)
+    log(f"  cards written; total {sum(f.stat().st_size for f in cfg.out.rglob('*')) / 1e6:.1f} MB")
+
+
+SHIPPED = ("policy-small", "policy-large", "prm", "revision")
+
+
+def _load_float32(path: Path):
+    from transformers import AutoModelForCausalLM, AutoModelForTokenClassification
+
+    import ttscale.verifiers.certainty_prm  # noqa: F401  (registers the PRM class)
+
+    cls = AutoModelForTokenClassification if path.name == "prm" else AutoModelForCausalLM
+    return cls.from_pretrained(path, dtype=torch.float32)
+
+
 STAGES: dict[str, tuple[Callable[[BuildConfig, Log], None], str]] = {
     "small": (stage_small, "policy-small"),
     "large": (stage_large, "policy-large"),
     "labels": (stage_labels, ""),
     "prm": (stage_prm, "prm"),
     "revision": (stage_revision, "revision"),
+    "ship": (stage_ship, ""),
 }
 
 

@@ -23,8 +23,8 @@ def train_cmd(
     work: Annotated[Path, typer.Option(help="intermediate files; resumes from here")] = Path(
         "runs/testbed-build"),
     seed: int = 0,
-    stages: Annotated[str, typer.Option(help="comma list of small,large,labels,prm,revision")]
-    = "small,large,labels,prm,revision",
+    stages: Annotated[str, typer.Option(help="comma list of small,large,labels,prm,revision,ship")]
+    = "small,large,labels,prm,revision,ship",
 ) -> None:
     """Rebuild policy-small, policy-large, prm and revision from seeds (resumable)."""
     from ttscale.testbed.build import STAGES, BuildConfig, build

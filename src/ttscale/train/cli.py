@@ -18,6 +18,13 @@ InitOpt = Annotated[Path, typer.Option("--init", help="model directory to start 
 OutOpt = Annotated[Path, typer.Option("--out", help="directory to save the trained model")]
 
 
+def unescape(text: str) -> str:
+    """Backslash escapes (``\\n``, ``\\t``, ...) of a command-line string, keeping every
+    non-ASCII character (Math-Shepherd's step tag is "ки"; a plain ``unicode_escape`` decode of
+    the UTF-8 bytes would turn it into mojibake)."""
+    return text.encode("latin-1", "backslashreplace").decode("unicode_escape")
+
+
 def _need_dir(path: Path, what: str) -> None:
     if not (path / "config.json").is_file():
         raise ValueError(f"{what} {path} is not a model directory (no config.json)")
@@ -36,6 +43,7 @@ def label_cmd(
     seed: int = 0,
 ) -> None:
     """Math-Shepherd Monte-Carlo step labels from the policy's own samples."""
+    _need_dir(policy, "policy")  # before the heavy imports: a bad path answers at once
     from rich.progress import Progress
 
     from ttscale.engines.hf import HFGenerator
@@ -43,7 +51,6 @@ def label_cmd(
     from ttscale.tasks import load_task
     from ttscale.train.mc_labels import LabelConfig, label_problems
 
-    _need_dir(policy, "policy")
     kwargs = {"split": split, "n": limit, "seed": seed} if task == "testbed" else {}
     the_task = load_task(task, **kwargs)
     problems = the_task.problems()[:limit]
@@ -64,6 +71,10 @@ def train_prm_cmd(
     labels: Annotated[Path, typer.Option(help="labels.jsonl from `ttscale label`")],
     out: OutOpt,
     label_kind: Annotated[str, typer.Option(help="soft | hard | exact")] = "soft",
+    arch: Annotated[str, typer.Option(
+        help="token-classification (head on the hidden state) | certainty (the head also "
+             "reads the init model's token log-probabilities; the testbed PRM)")]
+    = "token-classification",
     epochs: float = 4.0,
     lr: float = 1e-3,
     batch_size: int = 64,
@@ -71,14 +82,14 @@ def train_prm_cmd(
     seed: int = 0,
 ) -> None:
     """Train a PRM (token classification read at each step's end) on step labels."""
-    from ttscale.train.prm import PRMTrainConfig, train_prm
-
     _need_dir(init, "init")
     if not labels.is_file():
         raise ValueError(f"labels file {labels} does not exist")
+    from ttscale.train.prm import PRMTrainConfig, train_prm
+
     cfg = PRMTrainConfig(label_kind=label_kind, epochs=epochs, learning_rate=lr,
                          batch_size=batch_size, seed=seed,
-                         delimiter=delimiter.encode().decode("unicode_escape"))
+                         delimiter=unescape(delimiter), arch=arch)
     typer.echo(str(train_prm(init, labels, out, cfg)))
 
 
@@ -93,11 +104,11 @@ def train_policy_cmd(
     seed: int = 0,
 ) -> None:
     """Supervised fine-tuning of a causal LM on (prompt, completion) pairs."""
+    _need_dir(init, "init")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ttscale.train.sft import read_pairs, train_sft
 
-    _need_dir(init, "init")
     pairs = read_pairs(data)
     model = AutoModelForCausalLM.from_pretrained(init)
     tok = AutoTokenizer.from_pretrained(init)
@@ -118,6 +129,8 @@ def train_revision_cmd(
     seed: int = 0,
 ) -> None:
     """Revision fine-tuning: 0-4 incorrect attempts in context, then a correct one."""
+    _need_dir(init, "init")
+    _need_dir(policy, "policy")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ttscale.engines.hf import HFGenerator
@@ -125,8 +138,6 @@ def train_revision_cmd(
     from ttscale.train.revision import build_revision_pairs
     from ttscale.train.sft import train_sft
 
-    _need_dir(init, "init")
-    _need_dir(policy, "policy")
     kwargs = {"split": "train", "n": limit, "seed": seed} if task == "testbed" else {}
     pairs = build_revision_pairs(load_task(task, **kwargs), HFGenerator.from_pretrained(policy),
                                  samples=samples, seed=seed)

@@ -15,7 +15,8 @@ def seed_everything(seed: int) -> None:
 
 
 def set_threads() -> None:
-    """Use every core unless the user pinned a count (tiny models gain nothing from more)."""
+    """Honour ``TTSCALE_THREADS``: on a machine whose cores are busy with other jobs, PyTorch's
+    default (one thread per core) makes tiny models many times slower than one thread."""
     n = int(os.environ.get("TTSCALE_THREADS", "0") or 0)
     if n > 0:
         torch.set_num_threads(n)

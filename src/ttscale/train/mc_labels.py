@@ -40,18 +40,29 @@ def _seed(*parts: object) -> int:
 
 
 def read_done(path: Path) -> set[str]:
-    """Problem ids already labelled; a torn trailing line (killed mid-write) is cut off."""
+    """Problem ids already labelled. Only the last line may be torn (killed mid-write: invalid
+    JSON or no trailing newline); it is cut off so the problem is labelled again. A bad line
+    before the last is not a torn write: it raises (naming file and line) instead of silently
+    discarding every good line after it."""
     if not path.exists():
         return set()
     done: set[str] = set()
     good_bytes = 0
     with path.open("rb") as fh:
-        for raw in fh:
-            try:
-                done.add(json.loads(raw)["problem_id"])
-            except (ValueError, KeyError):
-                break
-            good_bytes += len(raw)
+        lines = fh.readlines()
+    for lineno, raw in enumerate(lines, 1):
+        try:
+            if not raw.endswith(b"\n"):
+                raise ValueError("no newline at the end")
+            rec = json.loads(raw)
+            if not isinstance(rec, dict) or not isinstance(rec.get("problem_id"), str):
+                raise ValueError("no problem_id")
+        except ValueError as exc:
+            if lineno < len(lines):
+                raise ValueError(f"{path}:{lineno}: not a label record ({exc})") from exc
+            break
+        done.add(rec["problem_id"])
+        good_bytes += len(raw)
     if good_bytes != path.stat().st_size:
         with path.open("r+b") as fh:
             fh.truncate(good_bytes)
@@ -98,7 +109,8 @@ def label_batch(problems: list[Problem], task: Task, generator: Generator, cfg: 
         for steps in per_problem_steps[qi]:
             final_ok = is_correct(task.extract_answer(task.solution_text(steps)), problem.answer)
             soft = [soft_of[index[(qi, tuple(steps[:k]))]] for k in range(1, len(steps))]
-            soft.append(1.0 if final_ok else 0.0)
+            if steps:  # one label per step: an empty sample has none
+                soft.append(1.0 if final_ok else 0.0)
             sol = {"steps": steps, "soft": soft, "hard": [float(s > 0) for s in soft],
                    "correct": final_ok}
             exact = getattr(task, "step_labels", None)

@@ -47,13 +47,30 @@ def load_label_records(path: Path) -> list[dict]:
                 continue
             try:
                 rec = json.loads(line)
-                rec["solutions"]  # noqa: B018  (validates the field exists)
-            except (ValueError, KeyError) as exc:
+                if not isinstance(rec, dict) or not isinstance(rec.get("solutions"), list):
+                    raise ValueError("need an object with a 'solutions' list")
+                _check_solutions(rec["solutions"])
+            except ValueError as exc:
                 raise ValueError(f"{path}:{lineno}: not a label record ({exc})") from exc
             records.append(rec)
     if not records:
         raise ValueError(f"{path}: no label records")
     return records
+
+
+def _check_solutions(solutions: list) -> None:
+    """Each solution has a list of steps and, for every label kind present, one label a step.
+
+    Empty solutions are not checked (they are skipped, and files written before the labeller
+    stopped giving them one label are still read)."""
+    for i, sol in enumerate(solutions):
+        if not isinstance(sol, dict) or not isinstance(sol.get("steps"), list):
+            raise ValueError(f"solution {i}: need an object with a 'steps' list")
+        for kind in LABEL_KINDS if sol["steps"] else ():
+            if kind in sol and (not isinstance(sol[kind], list)
+                                or len(sol[kind]) != len(sol["steps"])):
+                raise ValueError(f"solution {i}: {kind!r} needs one label per step "
+                                 f"({len(sol['steps'])})")
 
 
 def build_examples(records: list[dict], encoder: TokenClassificationPRM, label_kind: str,

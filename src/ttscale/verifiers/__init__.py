@@ -23,11 +23,16 @@ def load_verifier(path: str | Path, kind: str = "token-classification", **kwargs
     ``kind``: ``token-classification`` (testbed-style PRM, see ``TokenClassificationPRM``),
     ``qwen-prm`` (Qwen2.5-Math-PRM convention, ``QwenPRM``) or ``orm`` (sequence classifier,
     ``OutcomeRM``). ``kwargs`` go to the class's ``from_pretrained`` (``device``, ``dtype``,
-    ``step_delimiter``, ``max_batch``, ...).
+    ``step_delimiter``, ``max_batch``, ...). An ``http(s)://`` URL instead of a folder gives the
+    pooling-API client for that kind (``ttscale.verifiers.http_prm.HTTPPRM.for_kind``).
     """
     if kind not in VERIFIER_KINDS:
         raise ValueError(
             f"unknown verifier kind {kind!r}; choose one of {', '.join(VERIFIER_KINDS)}")
+    if str(path).startswith(("http://", "https://")):  # a PRM server (vLLM pooling API)
+        from ttscale.verifiers.http_prm import HTTPPRM
+
+        return HTTPPRM.for_kind(str(path), kind, **kwargs)
     from ttscale.engines.hf_load import check_model_dir
 
     check_model_dir(path, f"verifier ({kind})")

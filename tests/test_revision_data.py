@@ -1,0 +1,171 @@
+"""Revision trajectories (``train.revision_data``) and fine-tuning pairs (``train.revision``)."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from functools import cache
+
+import pytest
+from fakes import FakeGenerator
+
+from ttscale.engines.base import SamplingParams
+from ttscale.tasks import testbed
+from ttscale.train.revision import build_revision_pairs
+from ttscale.train.revision_data import (
+    RevisionExample,
+    build_trajectories,
+    dedupe,
+    edit_distance,
+)
+from ttscale.types import Completion
+
+
+def _brute_distance(a: str, b: str) -> int:
+    @cache
+    def d(i: int, j: int) -> int:
+        if i == 0 or j == 0:
+            return i + j
+        return min(d(i - 1, j) + 1, d(i, j - 1) + 1, d(i - 1, j - 1) + (a[i - 1] != b[j - 1]))
+
+    return d(len(a), len(b))
+
+
+@pytest.mark.parametrize("a,b,expected", [
+    ("", "", 0), ("", "abc", 3), ("abc", "abc", 0), ("kitten", "sitting", 3),
+    ("flaw", "lawn", 2), ("a:10+5=15\nA:15\n", "a:10+5=16\nA:16\n", 2), ("ab", "ba", 2),
+])
+def test_edit_distance_known_pairs(a, b, expected):
+    assert edit_distance(a, b) == expected
+    assert edit_distance(b, a) == expected
+
+
+def test_edit_distance_matches_brute_force():
+    rng = random.Random(0)
+    for _ in range(200):
+        a = "".join(rng.choice("ab1\n") for _ in range(rng.randint(0, 7)))
+        b = "".join(rng.choice("ab1\n") for _ in range(rng.randint(0, 7)))
+        assert edit_distance(a, b) == _brute_distance(a, b)
+
+
+CORRECT = ["a:10+5=15\nb:15*3=45\nA:45\n"]
+WRONG = ["a:10+5=15\nb:15*3=44\nA:44\n",   # one character off: the closest
+         "a:10+5=16\nb:16*3=48\nA:48\n",
+         "a:10+5=17\nb:17*3=51\nA:51\n",
+         "a:10+5=99\nb:99*3=97\nA:97\n",
+         "a:10+5=1",
+         "zz"]
+
+
+def _attempts() -> list[tuple[str, bool]]:
+    return [(t, True) for t in CORRECT * 3] + [(t, False) for t in WRONG * 2]
+
+
+def test_trajectories_end_correct_after_0_to_4_distinct_wrong_ones():
+    rng = random.Random(1)
+    lengths = Counter()
+    for _ in range(100):
+        exs = build_trajectories("p", "Q:10a+5b*3\n", _attempts(), rng)
+        assert len(exs) == 4
+        for ex in exs:
+            assert ex.problem_id == "p" and ex.prompt == "Q:10a+5b*3\n"
+            assert ex.target in CORRECT
+            assert 0 <= len(ex.previous) <= 4
+            assert all(w in WRONG for w in ex.previous)
+            assert len(set(ex.previous)) == len(ex.previous)
+            if ex.previous:
+                assert ex.previous[-1] == WRONG[0]
+            lengths[len(ex.previous)] += 1
+    assert set(lengths) == {0, 1, 2, 3, 4}  # every history length occurs
+
+
+def test_last_previous_is_the_closest_to_its_own_target():
+    correct = ["a:10+5=15\nb:15*3=45\nA:45\n", "a:10+5=15\nb:15*3=45\nA:45\n\n"]
+    wrong = ["a:10+5=15\nb:15*3=45\nA:4\n",     # close to the first target
+             "a:10+5=15\nb:15*3=45\nA:45\nA\n\n",  # close to the second
+             "zz", "a:1"]
+    attempts = [(t, True) for t in correct] + [(t, False) for t in wrong]
+    rng = random.Random(2)
+    seen_targets = set()
+    for _ in range(60):
+        for ex in build_trajectories("p", "Q\n", attempts, rng, per_question=2):
+            if not ex.previous:
+                continue
+            best = min(edit_distance(w, ex.target) for w in wrong)
+            assert edit_distance(ex.previous[-1], ex.target) == best
+            seen_targets.add(ex.target)
+    assert seen_targets == set(correct)
+
+
+def test_history_is_capped_by_distinct_wrong_attempts_and_max_previous():
+    rng = random.Random(3)
+    two_wrong = [(CORRECT[0], True), (WRONG[1], False), (WRONG[2], False), (WRONG[1], False)]
+    lens = {len(ex.previous) for _ in range(50)
+            for ex in build_trajectories("p", "Q\n", two_wrong, rng)}
+    assert lens == {0, 1, 2}
+    lens = {len(ex.previous) for _ in range(50)
+            for ex in build_trajectories("p", "Q\n", _attempts(), rng, max_previous=1)}
+    assert lens == {0, 1}
+    only_correct = [(CORRECT[0], True)]
+    assert {ex.previous for ex in build_trajectories("p", "Q\n", only_correct, rng)} == {()}
+
+
+def test_no_correct_attempt_gives_no_trajectory():
+    rng = random.Random(4)
+    assert build_trajectories("p", "Q\n", [(w, False) for w in WRONG], rng) == []
+    assert build_trajectories("p", "Q\n", [], rng) == []
+
+
+def test_trajectories_are_seeded():
+    a = build_trajectories("p", "Q\n", _attempts(), random.Random(5), per_question=8)
+    b = build_trajectories("p", "Q\n", _attempts(), random.Random(5), per_question=8)
+    assert a == b and len(a) == 8
+
+
+def test_dedupe_keeps_first_of_each_and_order():
+    x = RevisionExample("p", "Q\n", ("w1",), "c")
+    y = RevisionExample("p", "Q\n", (), "c")
+    x_other_id = RevisionExample("q", "Q\n", ("w1",), "c")  # same text: a duplicate
+    z = RevisionExample("p", "Q\n", ("w2", "w1"), "c")
+    z_swapped = RevisionExample("p", "Q\n", ("w1", "w2"), "c")  # order matters: kept
+    assert dedupe([x, y, x, x_other_id, z, y, z_swapped]) == [x, y, z, z_swapped]
+    assert dedupe([]) == []
+
+
+# ---- pairs from a policy's own samples ------------------------------------------------------
+
+class TruncatingGenerator(FakeGenerator):
+    """A testbed fake whose even-indexed samples run out of tokens (finish_reason "length")."""
+
+    def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Completion]]:
+        out = super().generate(prompts, params)
+        return [[Completion(c.text[:5], "length", c.prompt_tokens, 5) if j % 2 == 0 else c
+                 for j, c in enumerate(comps)] for comps in out]
+
+
+def test_build_revision_pairs_on_the_testbed():
+    task = testbed.TestbedTask("train", n=12, seed=0, max_ops=4)
+    by_prompt_head = {p.question: p for p in task.problems()}
+    pairs = build_revision_pairs(task, TruncatingGenerator(accuracy=0.6), samples=8, seed=0)
+    assert pairs and len(set(pairs)) == len(pairs)
+    n_with_history = 0
+    for prompt, target in pairs:
+        head, *lines = prompt[:-1].split("\n")
+        problem = by_prompt_head[head]
+        assert task.extract_answer(target) == problem.answer  # the target is a right answer
+        assert len(target) > 5  # truncated samples are never used
+        assert 0 <= len(lines) <= 4 and all(line.startswith("P:") for line in lines)
+        for line in lines:  # earlier attempts are complete wrong solutions
+            assert ";A:" in line and line.rsplit("A:", 1)[1] != problem.answer
+        n_with_history += bool(lines)
+        assert prompt == task.revision_prompt(
+            problem, [line[2:].replace(";", "\n") + "\n" for line in lines])
+    assert n_with_history > 0
+
+
+def test_build_revision_pairs_needs_a_revision_format():
+    class NoRevision:
+        name = "plain"
+
+    with pytest.raises(ValueError, match="task 'plain' has no revision prompt format"):
+        build_revision_pairs(NoRevision(), FakeGenerator())
