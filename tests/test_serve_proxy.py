@@ -218,17 +218,37 @@ def test_a_verifier_strategy_without_a_verifier_is_a_400(upstream):
     gen.close()
 
 
-def test_a_policy_table_without_the_compute_optimal_strategy_keeps_the_default(upstream):
-    from ttscale.serve.proxy import COMPUTE_OPTIMAL, _registered
+def test_the_default_is_the_compute_optimal_policy_table(upstream, tmp_path):
+    from ttscale.optimal.policy_table import save_table, validate_table
 
-    if COMPUTE_OPTIMAL in _registered():
-        pytest.skip("compute-optimal is installed: the table is used instead")
-    pol, _ = upstream
+    pol, prm = upstream
+    entry = {"strategy": "beam", "options": {"beam_width": 2}}
+    table = validate_table({
+        "schema_version": 1, "task": "testbed", "bins": {"kind": "predicted",
+                                                          "thresholds": [0.3, 0.7]},
+        "probe": {"k": 2, "reuse": True}, "budgets": [2, 4],
+        "policy": {b: {"2": {"strategy": "majority", "options": {}}, "4": entry}
+                   for b in ("1", "2", "3")}}, "test")
+    path = str(save_table(table, tmp_path / "policy.json"))
     gen = OpenAIGenerator(pol.url + "/v1")
-    app = create_proxy_app(gen, None, ProxyTask("testbed"),
-                           proxy_config(default_strategy="majority", policy_table="t.json"))
-    assert app.state.default_strategy == "majority"
+    scorer = HTTPPRM.for_kind(prm.url, "token-classification", "\n")
+    app = create_proxy_app(gen, scorer, ProxyTask("testbed"),
+                           proxy_config(default_strategy="majority", default_budget=4,
+                                        policy_table=path))
+    assert app.state.default_strategy == "compute-optimal"
+    with ServerThread(app) as server:
+        r = post(server, chat(seed=1))
+        sneaky = post(server, chat(ttscale={"options": {"policy": "/etc/passwd"}}))
+    assert r.status_code == 200, r.text
+    info = r.json()["ttscale"]
+    assert info["strategy"] == "compute-optimal"
+    assert info["cost"]["difficulty_flops"] > 0  # the difficulty probe is paid for
+    assert sneaky.status_code == 400 and "set by the server" in sneaky.text
+    with pytest.raises(ValueError, match="not found"):
+        create_proxy_app(gen, scorer, ProxyTask("testbed"),
+                         proxy_config(policy_table=str(tmp_path / "missing.json")))
     gen.close()
+    scorer.close()
 
 
 def test_bad_server_settings_fail_at_start():

@@ -23,6 +23,7 @@ same seed, so a deterministic server gives the same answer).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import threading
@@ -190,10 +191,9 @@ class ReplicaPool:
             if self._client is not None:
                 await self._client.aclose()
 
-        try:
+        # closing must not raise: connections die with the loop anyway
+        with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout=5)
-        except Exception:  # noqa: BLE001 - closing must not raise; connections die with the loop
-            pass
         loop.call_soon_threadsafe(loop.stop)
         if self._thread is not None:
             self._thread.join(timeout=5)

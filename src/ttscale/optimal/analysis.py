@@ -10,6 +10,10 @@ Two products, kept apart on purpose:
   deployed policy; the cross-validated numbers estimate how it does on new questions). Its cut
   points are those of the pool-mean PRM score over all questions, whatever bins it was selected
   with, because that is what a new question can be binned by (the online probe).
+
+One approximation: a pool arm's accuracy at N is the mean over all size-N subsets of the pool,
+not only those holding the probe's (first k) samples, so the correlation between a reused probe
+and its own bin is ignored.
 """
 
 from __future__ import annotations

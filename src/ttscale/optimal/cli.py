@@ -150,7 +150,8 @@ def print_analysis(result: dict[str, Any], table: str, bins: str, path: str,
             t.add_row(kind, f"N={target}", f"{m['baseline_accuracy']:.3f}", at, _fmt_ratio(m),
                       spread, reached, "-" if fr is None else f"{fr:.2f}x")
     console.print(t)
-    c = Table(title="accuracy by budget (cross-validated; generations include the probe)")
+    c = Table(title="accuracy by budget, cross-validated (fold k: selected on half k, scored on "
+                    "the other; all: every question once); mean generations incl. the probe")
     c.add_column("N", justify="right")
     c.add_column(result["baseline"], justify="right")
     for kind in result["bins"]:

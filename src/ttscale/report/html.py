@@ -3,8 +3,10 @@
 The page holds the accuracy-vs-budget figures (overall, per oracle difficulty bin, per task
 difficulty, and against FLOPs), the numbers behind them, the pool diagnostics that say whether
 verifier-guided search can work at all (within-question PRM AUC), and one question's search tree
-from a stored beam-search trace. Figures are embedded as base64 PNGs, so the single file can be
-mailed or archived and opens offline in any browser.
+from a stored beam-search trace. When ``ttscale optimal`` has written ``optimal.json`` /
+``flops.json`` into the folder, the page also shows the compute-optimal frontier against
+best-of-N and the FLOPs-matched table (sections absent otherwise). Figures are embedded as base64
+PNGs, so the single file can be mailed or archived and opens offline in any browser.
 """
 
 from __future__ import annotations

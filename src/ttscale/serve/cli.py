@@ -203,6 +203,9 @@ def serve_policy_cmd(
     device: Annotated[str, typer.Option("--device")] = "cpu",
     threads: Annotated[int | None, typer.Option(
         "--threads", help="torch CPU threads (default: torch's choice).")] = None,
+    ignore_eos: Annotated[bool, typer.Option(
+        "--ignore-eos", help="Never stop at EOS (every completion runs to max_tokens or a "
+        "stop string): for benchmarks that need equal work per request.")] = False,
 ) -> None:
     """Serve a transformers policy under the OpenAI completions API (one request at a time)."""
     import torch
@@ -216,7 +219,9 @@ def serve_policy_cmd(
     if threads is not None:
         torch.set_num_threads(threads)
     keys = [k for k in api_key or [] if k] or None  # a loopback backend: keys optional
-    gen = HFGenerator.from_pretrained(resolve_model(model, "policy-small"), device=device)
+    extra: dict[str, Any] = {"eos_token_ids": []} if ignore_eos else {}
+    gen = HFGenerator.from_pretrained(resolve_model(model, "policy-small"), device=device,
+                                      **extra)
     app = create_policy_app(gen, PolicyServerConfig(model_name=served_model, emulate=emulate,
                                                     api_keys=keys))
     _uvicorn(app, host, port, f"ttscale serve-policy: {served_model!r}")

@@ -89,7 +89,7 @@ def create_policy_app(generator: Any, config: PolicyServerConfig | None = None) 
         check_api_key(request, cfg.api_keys)
         return {"object": "list", "data": [{
             "id": cfg.model_name, "object": "model", "created": 0, "owned_by": "ttscale",
-            "max_model_len": generator.max_len,
+            "max_model_len": getattr(generator, "max_len", None),
             "ttscale": {"num_parameters": generator.num_parameters}}]}
 
     @app.post("/v1/completions")

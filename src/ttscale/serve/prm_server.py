@@ -4,8 +4,9 @@ Why: a PRM over HTTP lets several ttscale processes (or the proxy) share one ver
 HTTP client (``ttscale.verifiers.http_prm``) be tested against a real server here, where vLLM
 cannot run. The answer has vLLM's shape for a STEP-pooled reward model::
 
-    POST /pooling {"model": ..., "input": str | [str, ...]}        or {"model": ..., "messages": [...]}
-    -> {"object": "list", "data": [{"index": 0, "object": "pooling", "data": [[p_bad, p_good], ...]}],
+    POST /pooling {"model": ..., "input": str | [str, ...]}   or   {"model": ..., "messages": [...]}
+    -> {"object": "list",
+        "data": [{"index": 0, "object": "pooling", "data": [[p_bad, p_good], ...]}, ...],
         "usage": {"prompt_tokens": T, "total_tokens": T, "completion_tokens": 0}}
 
 one row per occurrence of the step tag in the input, like vLLM's STEP pooler.

@@ -56,7 +56,8 @@ log = logging.getLogger("ttscale.serve.proxy")
 __all__ = ["ProxyConfig", "Serialized", "create_proxy_app", "resolve_request"]
 
 #: option key under which the compute-optimal strategy receives the policy table path
-POLICY_TABLE_OPTION = "policy_table"
+#: (``ttscale.strategies.compute_optimal``); clients may not set it (it names a server file)
+POLICY_TABLE_OPTION = "policy"
 COMPUTE_OPTIMAL = "compute-optimal"
 
 
@@ -144,11 +145,7 @@ class CompletionBody(_Common):
 def _registered() -> dict[str, Any]:
     from ttscale.strategies.base import STRATEGIES, get_strategy
 
-    get_strategy("majority")  # imports the built-in strategies
-    try:  # the compute-optimal strategy lives in its own module when installed
-        import ttscale.strategies.compute_optimal  # noqa: F401
-    except ImportError:
-        pass
+    get_strategy("majority")  # imports (so registers) the built-in strategies
     return STRATEGIES
 
 
@@ -248,6 +245,9 @@ def create_proxy_app(generator: Any, scorer: Any, task: ProxyTask,
     default_strategy, default_options = cfg.default_strategy, dict(cfg.options)
     if cfg.policy_table:
         if COMPUTE_OPTIMAL in known:
+            from ttscale.optimal.policy_table import load_table
+
+            load_table(cfg.policy_table)  # a bad table fails now, not on the first request
             default_strategy = COMPUTE_OPTIMAL
         else:
             log.warning("policy table %s given but the %s strategy is not installed; the default "

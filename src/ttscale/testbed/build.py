@@ -167,6 +167,7 @@ def stage_ship(cfg: BuildConfig, log: Log) -> None:
         path = cfg.out / name
         model = _load_float32(path)
         model.to(torch.float16).save_pretrained(path)
+        build_tokenizer().save_pretrained(path)  # the current tokenizer code (same ids)
     write_cards(cfg)
     log(f"  cards written; total {sum(f.stat().st_size for f in cfg.out.rglob('*')) / 1e6:.1f} MB")
 

@@ -48,6 +48,8 @@ def eval_cmd(
     beam: Annotated[bool, typer.Option(help="also run beam search per budget")] = True,
     out: Annotated[Path | None, typer.Option(help="write the JSON report here")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    record: Annotated[bool, typer.Option(help="also write EVAL.md beside the shipped models")]
+    = False,
 ) -> None:
     """PRM quality and accuracy by budget and difficulty on held-out testbed questions."""
     from ttscale.testbed.evaluate import evaluate_testbed
@@ -59,6 +61,10 @@ def eval_cmd(
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2))
+    if record:
+        cmd = f"ttscale testbed eval --questions {questions} --pool {pool} --seed {seed}"
+        (models_dir() / "EVAL.md").write_text(f"Produced by `{cmd}`.\n\n"
+                                              + render_report(report) + "\n")
     typer.echo(json.dumps(report, indent=2) if as_json else render_report(report))
 
 
