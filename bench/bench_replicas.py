@@ -8,7 +8,7 @@ spread over the replicas.
 
 Run::
 
-    python bench/bench_replicas.py [--replicas 1,2] [--prompts 16] [--n 4] [--max-tokens 48]
+    python bench/bench_replicas.py [--replicas 1,2] [--prompts 32] [--n 4] [--max-tokens 48]
 
 Throughput can only grow while there are free cores: on a 2-core machine (shared with other
 work) expect at most ~2x at 2 replicas. On GPUs the same client spreads load over vLLM replicas
@@ -45,13 +45,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", help="policy folder (default: testbed policy-small, else a "
                     "random-init model)")
+    ap.add_argument("--hidden", type=int, default=0,
+                    help="serve a random-init model of this width instead (more work per token)")
     ap.add_argument("--replicas", default="1,2")
-    ap.add_argument("--prompts", type=int, default=16)
+    ap.add_argument("--prompts", type=int, default=32)
     ap.add_argument("--n", type=int, default=4)
     ap.add_argument("--max-tokens", type=int, default=48)
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
-    model = policy_dir(args.model)
+    model = policy_dir(args.model) if not args.hidden else \
+        policy_dir(None, hidden=args.hidden, layers=4, force_random=True)
     prompts = [f"Q:{10 + 3 * i}a+{i % 9 + 1}b*{i % 8 + 2}\n" for i in range(args.prompts)]
     params = SamplingParams(n=args.n, temperature=1.0, max_tokens=args.max_tokens)
     print(f"model {model}; {args.prompts} prompts x n={args.n} x {args.max_tokens} tokens")

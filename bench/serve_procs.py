@@ -23,13 +23,14 @@ MODELS = Path(__file__).resolve().parents[1] / "src/ttscale/testbed/models"
 CLI = "import sys; from ttscale.cli import main; sys.exit(main())"
 
 
-def policy_dir(path: str | None, hidden: int = 128, layers: int = 4) -> str:
+def policy_dir(path: str | None, hidden: int = 128, layers: int = 4,
+               force_random: bool = False) -> str:
     """``path``, else the shipped testbed policy-small, else a random-init Llama of the given
     size with the testbed tokenizer, saved to a temp dir (its text is noise; speed is real)."""
     if path:
         return path
     shipped = MODELS / "policy-small"
-    if (shipped / "config.json").is_file():
+    if (shipped / "config.json").is_file() and not force_random:
         return str(shipped)
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM

@@ -131,6 +131,20 @@ def test_completions_match_the_engine_behind_the_server(server, hf):
     gen.close()
 
 
+def test_the_async_api_gives_the_same_samples(server):
+    import asyncio
+
+    gen = OpenAIGenerator(server.url + "/v1")
+
+    async def both():
+        return await asyncio.gather(gen.agenerate(PROMPTS[:1], STEP),
+                                    gen.agenerate(PROMPTS[1:2], STEP))
+
+    a, b = asyncio.run(both())
+    assert texts(a + b) == texts(gen.generate(PROMPTS[:2], STEP))
+    gen.close()
+
+
 def test_logprobs_give_exact_per_sample_token_counts(server, hf):
     gen = OpenAIGenerator(server.url + "/v1", logprobs=2)
     params = SamplingParams(n=4, max_tokens=10, seed=3)
