@@ -55,7 +55,8 @@ class RunConfig(BaseModel):
     prm: str | None = Field(None, description="PRM folder; default: testbed prm")
     revision: str | None = Field(
         None, description="revision model folder for revisions/combined strategies; default: "
-        "none (the policy revises its own attempts); 'testbed:revision' names the shipped one")
+        "the shipped one on the testbed with the shipped policy, else none (the policy revises "
+        "its own attempts); 'testbed:revision' names the shipped one")
     prm_kind: Literal["token-classification", "qwen-prm", "orm"] = "token-classification"
     device: str = Field("cpu", description="torch device for in-process models")
     # where results go

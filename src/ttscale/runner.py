@@ -166,10 +166,16 @@ def resolve_prm(config: RunConfig) -> str:
 
 
 def resolve_revision(config: RunConfig) -> str | None:
-    """The configured revision model, checked now; None when the policy revises itself."""
-    if config.revision is None:
-        return None
-    revision = resolve_model(config.revision, "revision")
+    """The configured revision model, checked now; None when the policy revises itself.
+
+    On the testbed with the shipped policy the shipped revision model is the default: the
+    testbed policy never saw the revision prompt format, so it cannot revise its own attempts."""
+    name = config.revision
+    if name is None:
+        if config.task != "testbed" or config.policy is not None or config.engine != "hf":
+            return None
+        name = "testbed:revision"
+    revision = resolve_model(name, "revision")
     if config.engine == "hf" and not Path(revision).exists():
         raise FileNotFoundError(f"revision model not found at {revision}")
     return revision

@@ -152,7 +152,9 @@ def stage_revision(cfg: BuildConfig, log: Log) -> None:
     gen = HFGenerator.from_pretrained(cfg.out / "policy-small")
     pairs = build_revision_pairs(task, gen, samples=cfg.revision_samples, seed=cfg.seed)
     log(f"  {len(pairs)} revision examples")
-    model = LlamaForCausalLM.from_pretrained(cfg.out / "policy-small")
+    # float32 explicitly: the shipped weights are float16 and transformers keeps a checkpoint's
+    # dtype; AdamW on float16 weights on a CPU wrecks the model (the first revision model did)
+    model = LlamaForCausalLM.from_pretrained(cfg.out / "policy-small", dtype=torch.float32)
     tok = build_tokenizer()
     train_sft(model, tok, pairs, cfg.out / "revision", epochs=cfg.revision_epochs,
               learning_rate=cfg.revision_lr, seed=cfg.seed, warmup_steps=10)

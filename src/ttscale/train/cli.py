@@ -105,12 +105,13 @@ def train_policy_cmd(
 ) -> None:
     """Supervised fine-tuning of a causal LM on (prompt, completion) pairs."""
     _need_dir(init, "init")
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ttscale.train.sft import read_pairs, train_sft
 
     pairs = read_pairs(data)
-    model = AutoModelForCausalLM.from_pretrained(init)
+    model = AutoModelForCausalLM.from_pretrained(init, dtype=torch.float32)  # train in float32
     tok = AutoTokenizer.from_pretrained(init)
     typer.echo(str(train_sft(model, tok, pairs, out, epochs=epochs, learning_rate=lr,
                              batch_size=batch_size, seed=seed, warmup_steps=10)))
@@ -131,6 +132,7 @@ def train_revision_cmd(
     """Revision fine-tuning: 0-4 incorrect attempts in context, then a correct one."""
     _need_dir(init, "init")
     _need_dir(policy, "policy")
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ttscale.engines.hf import HFGenerator
@@ -142,7 +144,7 @@ def train_revision_cmd(
     pairs = build_revision_pairs(load_task(task, **kwargs), HFGenerator.from_pretrained(policy),
                                  samples=samples, seed=seed)
     typer.echo(f"{len(pairs)} revision examples")
-    model = AutoModelForCausalLM.from_pretrained(init)
+    model = AutoModelForCausalLM.from_pretrained(init, dtype=torch.float32)  # train in float32
     tok = AutoTokenizer.from_pretrained(init)
     typer.echo(str(train_sft(model, tok, pairs, out, epochs=epochs, learning_rate=lr,
                              seed=seed, warmup_steps=10)))

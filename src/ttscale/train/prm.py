@@ -150,7 +150,8 @@ def train_prm(init: Path, labels_path: Path, out_dir: Path, cfg: PRMTrainConfig,
             raise ValueError(f"prompt end {cfg.prompt_end!r} is not one token of {init}")
         model = CertaintyPRM.from_language_model(str(init), end_id, cfg.train_body)
     elif cfg.arch == "token-classification":
-        model = AutoModelForTokenClassification.from_pretrained(init, num_labels=1)
+        model = AutoModelForTokenClassification.from_pretrained(init, num_labels=1,
+                                                                dtype=torch.float32)
     else:
         raise ValueError(f"unknown PRM arch {cfg.arch!r}; choose token-classification or certainty")
     encoder = TokenClassificationPRM(model, tokenizer, cfg.delimiter)

@@ -5,9 +5,22 @@ from __future__ import annotations
 import random
 
 from ttscale.engines.base import Generator, SamplingParams
+from ttscale.grading import grade
 from ttscale.train.revision_data import build_trajectories, dedupe
 
 SAMPLE_BATCH = 64
+
+
+def is_right(task, problem, text: str) -> bool:
+    """A target must be right, not lucky: the answer must match and, where the task can check
+    steps (the testbed), every step must be right too. On the testbed many wrong solutions reach
+    the right answer mod 100 by coincidence; trained on them, a revision model learns wrong
+    arithmetic (the first testbed revision model did)."""
+    if not grade(task.extract_answer(text), problem.answer).equal:
+        return False
+    step_labels = getattr(task, "step_labels", None)
+    steps = [s for s in text.split(task.step_delimiter) if s.strip()]
+    return step_labels is None or all(step_labels(problem, steps))
 
 
 def build_revision_pairs(task, generator: Generator, samples: int = 16, seed: int = 0,
@@ -25,7 +38,7 @@ def build_revision_pairs(task, generator: Generator, samples: int = 16, seed: in
                                   SamplingParams(n=samples, temperature=temperature,
                                                  max_tokens=max_tokens, seed=seed + start))
         for problem, comps in zip(batch, outs, strict=True):
-            attempts = [(c.text, task.extract_answer(c.text) == problem.answer) for c in comps
+            attempts = [(c.text, is_right(task, problem, c.text)) for c in comps
                         if c.finish_reason == "eos"]
             examples += build_trajectories(problem.id, problem.prompt, attempts, rng,
                                            max_previous, per_question)

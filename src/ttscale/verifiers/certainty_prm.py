@@ -103,7 +103,7 @@ class CertaintyPRM(LlamaPreTrainedModel):
     def from_language_model(cls, lm_path: str, prompt_end_token_id: int,
                             train_body: bool = False) -> CertaintyPRM:
         """A new PRM whose body is the causal LM at ``lm_path`` (head freshly initialised)."""
-        lm = LlamaForCausalLM.from_pretrained(lm_path)
+        lm = LlamaForCausalLM.from_pretrained(lm_path, dtype=torch.float32)
         base = {k: v for k, v in lm.config.to_dict().items()
                 if k not in ("model_type", "architectures", "transformers_version")}
         cfg = CertaintyPRMConfig(prompt_end_token_id=prompt_end_token_id,
