@@ -181,11 +181,11 @@ def split_revision_prompt(prompt: str) -> tuple[Question, list[str]]:
     prompt (``TestbedTask.revision_prompt``); anything else in it is an error."""
     if not prompt.endswith("\n"):
         raise ValueError(f"fake reviser: a revision prompt must end with a newline: {prompt!r}")
-    head, *lines = prompt[:-1].split("\n")
+    *lines, question = prompt[:-1].split("\n")
     for line in lines:
         if not line.startswith("P:"):
             raise ValueError(f"fake reviser: not a revision prompt line: {line!r}")
-    return parse_question(head), [line[2:] for line in lines]
+    return parse_question(question), [line[2:] for line in lines]
 
 
 @dataclass

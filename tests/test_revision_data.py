@@ -11,7 +11,7 @@ from fakes import FakeGenerator
 
 from ttscale.engines.base import SamplingParams
 from ttscale.tasks import testbed
-from ttscale.train.revision import build_revision_pairs
+from ttscale.train.revision import build_revision_pairs, is_right
 from ttscale.train.revision_data import (
     RevisionExample,
     build_trajectories,
@@ -150,13 +150,15 @@ def test_build_revision_pairs_on_the_testbed():
     assert pairs and len(set(pairs)) == len(pairs)
     n_with_history = 0
     for prompt, target in pairs:
-        head, *lines = prompt[:-1].split("\n")
+        *lines, head = prompt[:-1].split("\n")
         problem = by_prompt_head[head]
         assert task.extract_answer(target) == problem.answer  # the target is a right answer
+        assert all(task.step_labels(problem, target.split()))  # ... and not a lucky one
         assert len(target) > 5  # truncated samples are never used
         assert 0 <= len(lines) <= 4 and all(line.startswith("P:") for line in lines)
-        for line in lines:  # earlier attempts are complete wrong solutions
-            assert ";A:" in line and line.rsplit("A:", 1)[1] != problem.answer
+        for line in lines:  # earlier attempts are complete solutions that are not right
+            assert ";A:" in line
+            assert not is_right(task, problem, line[2:].replace(";", "\n") + "\n")
         n_with_history += bool(lines)
         assert prompt == task.revision_prompt(
             problem, [line[2:].replace(";", "\n") + "\n" for line in lines])

@@ -169,7 +169,7 @@ def test_revision_prompt_format():
     second = "a:10+5=15\n\nb:15*3=44\nA:44"  # blank lines and a missing final newline
     assert task.revision_prompt(p, []) == p.prompt
     assert task.revision_prompt(p, [first, second]) == (
-        p.prompt + "P:a:10+5=16;b:16*3=48;A:48\nP:a:10+5=15;b:15*3=44;A:44\n")
+        "P:a:10+5=16;b:16*3=48;A:48\nP:a:10+5=15;b:15*3=44;A:44\n" + p.prompt)
 
 
 def test_extract_answer():

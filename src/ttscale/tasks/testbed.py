@@ -151,10 +151,13 @@ class TestbedTask:
         return None
 
     def revision_prompt(self, problem: Problem, previous: list[str]) -> str:
-        """Prompt for the revision model: the question, then each earlier attempt (oldest first)
-        on one ``P:`` line with its steps joined by ``;``. The model then writes a new attempt."""
+        """Prompt for the revision model: each earlier attempt (oldest first) on one ``P:`` line
+        with its steps joined by ``;``, then the question line, after which the model writes a
+        new attempt. The question comes last so that the new attempt sits right after it, as in
+        the policy's own format: the revision model starts from the policy and keeps its skill
+        (with the attempts between the question and the answer it lost it)."""
         lines = ["P:" + ";".join(s for s in text.strip().split("\n") if s) for text in previous]
-        return problem.prompt + "".join(line + "\n" for line in lines)
+        return "".join(line + "\n" for line in lines) + problem.prompt
 
     def step_labels(self, problem: Problem, steps: list[str]) -> list[bool]:
         """Exact per-step labels (the testbed's "human" labels)."""

@@ -67,7 +67,7 @@ class BuildConfig:
     prm_lr: float = 1e-2
     revision_questions: int = 600
     revision_samples: int = 16
-    revision_epochs: float = 2.0
+    revision_epochs: float = 8.0
     revision_lr: float = 1e-3
     stages: tuple[str, ...] = ("small", "large", "labels", "prm", "revision", "ship")
     timings: dict[str, float] = field(default_factory=dict)

@@ -83,7 +83,7 @@ Stage time: {_stage_seconds(work, 'large')}.
 
 The testbed's process reward model (`ttscale.verifiers.certainty_prm.CertaintyPRM`,
 {_params(out / 'prm'):,} parameters; load with `ttscale.verifiers.load_verifier(path)` or
-`AutoModelForTokenClassification` after `import ttscale.verifiers`). Its body is the
+`AutoModelForTokenClassification` after `import ttscale.verifiers.certainty_prm`). Its body is the
 policy-small training run continued until dev greedy accuracy reached {cfg.strong_greedy} (a
 verifier must be better at the skill than the policy it checks), frozen; its head reads the
 body's hidden state and its log-probability of every solution token (running minimum) at the end
