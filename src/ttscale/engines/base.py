@@ -24,6 +24,23 @@ class SamplingParams:
     seed: int | None = None
 
 
+def check_params(params: SamplingParams) -> None:
+    """Reject sampling parameters before any work is done, naming the field (every engine)."""
+    if params.n < 1:
+        raise ValueError(f"SamplingParams.n must be >= 1, got {params.n}")
+    if params.max_tokens < 1:
+        raise ValueError(f"SamplingParams.max_tokens must be >= 1, got {params.max_tokens}")
+    if params.temperature < 0:
+        raise ValueError(f"SamplingParams.temperature must be >= 0, got {params.temperature}")
+    if not 0 < params.top_p <= 1:
+        raise ValueError(f"SamplingParams.top_p must be in (0, 1], got {params.top_p}")
+    if isinstance(params.stop, str):
+        raise ValueError("SamplingParams.stop must be a tuple of strings, not a string")
+    for s in params.stop:
+        if not isinstance(s, str) or not s:
+            raise ValueError(f"SamplingParams.stop entries must be non-empty strings, got {s!r}")
+
+
 @runtime_checkable
 class Generator(Protocol):
     """Samples continuations of raw text prompts (no chat template is applied here)."""

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from ttscale.engines.base import SamplingParams
+from ttscale.engines.base import SamplingParams, check_params
 from ttscale.engines.hf_attention import NAME as BMM_ATTENTION
 from ttscale.engines.hf_attention import supports_bmm, use_attention
 from ttscale.engines.hf_cache import cache_kwarg, make_cache, select_rows
@@ -52,23 +52,6 @@ class Sample:
     def completion(self) -> Completion:
         return Completion(self.text, self.finish_reason, self.prompt_tokens, len(self.token_ids),
                           self.prompt_tokens_cached)
-
-
-def check_params(params: SamplingParams) -> None:
-    """Reject sampling parameters the engine cannot honour, naming the field."""
-    if params.n < 1:
-        raise ValueError(f"SamplingParams.n must be >= 1, got {params.n}")
-    if params.max_tokens < 1:
-        raise ValueError(f"SamplingParams.max_tokens must be >= 1, got {params.max_tokens}")
-    if params.temperature < 0:
-        raise ValueError(f"SamplingParams.temperature must be >= 0, got {params.temperature}")
-    if not 0 < params.top_p <= 1:
-        raise ValueError(f"SamplingParams.top_p must be in (0, 1], got {params.top_p}")
-    if isinstance(params.stop, str):
-        raise ValueError("SamplingParams.stop must be a tuple of strings, not a string")
-    for s in params.stop:
-        if not isinstance(s, str) or not s:
-            raise ValueError(f"SamplingParams.stop entries must be non-empty strings, got {s!r}")
 
 
 def pick_tokens(logits: torch.Tensor, params: SamplingParams,

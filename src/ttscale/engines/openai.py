@@ -36,11 +36,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ttscale.engines.base import SamplingParams
+from ttscale.engines.base import SamplingParams, check_params
 from ttscale.engines.http_pool import ReplicaPool, ServerError
 from ttscale.types import Completion
 
-__all__ = ["OpenAIGenerator", "OpenAISample", "check_sampling", "discover_model",
+__all__ = ["OpenAIGenerator", "OpenAISample", "discover_model",
            "guess_parameters", "parse_completion", "sample_seed"]
 
 NMode = Literal["auto", "native", "single"]
@@ -52,23 +52,6 @@ def sample_seed(seed: int, i: int) -> int:
     if i == 0:
         return seed
     return zlib.crc32(repr((seed, i)).encode()) & 0x7FFFFFFF
-
-
-def check_sampling(params: SamplingParams) -> None:
-    """Reject sampling parameters before any request is sent, naming the field."""
-    if params.n < 1:
-        raise ValueError(f"SamplingParams.n must be >= 1, got {params.n}")
-    if params.max_tokens < 1:
-        raise ValueError(f"SamplingParams.max_tokens must be >= 1, got {params.max_tokens}")
-    if params.temperature < 0:
-        raise ValueError(f"SamplingParams.temperature must be >= 0, got {params.temperature}")
-    if not 0 < params.top_p <= 1:
-        raise ValueError(f"SamplingParams.top_p must be in (0, 1], got {params.top_p}")
-    if isinstance(params.stop, str):
-        raise ValueError("SamplingParams.stop must be a tuple of strings, not a string")
-    for s in params.stop:
-        if not isinstance(s, str) or not s:
-            raise ValueError(f"SamplingParams.stop entries must be non-empty strings, got {s!r}")
 
 
 _SIZE = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*([bBmM])(?![a-zA-Z])")
@@ -177,7 +160,7 @@ class OpenAIGenerator:
 
     async def asample(self, prompts: list[str],
                       params: SamplingParams) -> list[list[OpenAISample]]:
-        check_sampling(params)
+        check_params(params)
         if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
             raise ValueError("prompts must be a list of strings")
         if not prompts:
