@@ -132,3 +132,25 @@ def test_train_prm_records_the_unescaped_delimiter(capsys, tmp_path, tiny_policy
     meta = json.loads((out / "config.json").read_text(encoding="utf-8"))["ttscale"]
     assert meta["step_delimiter"] == "ки\n"
     assert TokenClassificationPRM.from_pretrained(out).step_delimiter == "ки\n"
+
+
+def test_train_policy_from_a_float16_checkpoint_trains_in_float32(capsys, tmp_path,
+                                                                  tiny_policy_dir):
+    """The shipped models are stored in float16; fine-tuning must not run AdamW on float16
+    weights (it wrecked the first testbed revision model)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    half = tmp_path / "half"
+    AutoModelForCausalLM.from_pretrained(tiny_policy_dir).to(torch.float16).save_pretrained(half)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (half / name).write_bytes((tiny_policy_dir / name).read_bytes())
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps({"prompt": "Q:12a+3\n", "completion": "a:12+3=15\nA:15\n"})
+                            + "\n" for _ in range(8)))
+    code, _, err = _run(capsys, ["train", "policy", "--init", str(half), "--data", str(data),
+                                 "--out", str(tmp_path / "out"), "--batch-size", "4"])
+    assert code == 0, err
+    trained = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
+    assert trained.dtype == torch.float32
+    assert all(torch.isfinite(p).all() for p in trained.parameters())
