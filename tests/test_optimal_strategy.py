@@ -230,3 +230,17 @@ def test_ttscale_run_compute_optimal_on_real_tiny_models(tmp_path, capsys, tiny_
         expect = 4 if choice["strategy"] in ("weighted-best-of-n", "majority") else 6
         assert row.cost.generations == expect
         assert row.cost.difficulty_flops == pytest.approx(choice["difficulty_flops"])
+
+
+def test_run_key_follows_the_policy_table_content(tmp_path):
+    """A rewritten table at the same path must not resume results chosen by the old one."""
+    from ttscale.config import RunConfig
+    from ttscale.runner import run_key
+
+    table = tmp_path / "policy.json"
+    table.write_text('{"v": 1}')
+    cfg = RunConfig(task="testbed", strategy="compute-optimal", budget=4,
+                    options={"policy": str(table)})
+    before = run_key(cfg, "policy", "prm")
+    table.write_text('{"v": 2}')
+    assert run_key(cfg, "policy", "prm") != before

@@ -106,6 +106,9 @@ def run_key(config: RunConfig, policy: str, prm: str | None,
     }
     if revision is not None:  # absent otherwise, so keys of runs without one stay as they were
         ident["revision"] = fingerprint(revision)
+    table = config.options.get("policy")
+    if isinstance(table, str) and Path(table).is_file():  # compute-optimal: its table's content
+        ident["policy_table"] = fingerprint(table)
     blob = json.dumps(ident, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
