@@ -15,10 +15,12 @@ import importlib.util
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -84,28 +86,35 @@ def llamacpp_server(model: Path | str | None = None, *, alias: str | None = None
            "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(threads)]
     if alias:
         cmd += ["--model_alias", alias]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://{host}:{port}/v1"
-    try:
-        deadline = time.monotonic() + start_timeout_s
-        while True:
-            if proc.poll() is not None:
-                out = proc.stdout.read() if proc.stdout else ""
-                raise RuntimeError(f"llama.cpp server exited with {proc.returncode}: "
-                                   f"{out[-2000:]}")
-            try:
-                if httpx.get(url + "/models", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"llama.cpp server did not start in {start_timeout_s} s")
-            time.sleep(0.5)
-        yield url
-    finally:
-        proc.terminate()
+    # output goes to a file, not a pipe: llama.cpp logs a lot while loading, and a pipe nobody
+    # reads fills up and blocks the server before it ever answers
+    with tempfile.TemporaryFile(mode="w+") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
+        url = f"http://{host}:{port}/v1"
         try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            _wait_until_up(proc, log, url, start_timeout_s)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _wait_until_up(proc: subprocess.Popen, log: Any, url: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            log.seek(0)
+            raise RuntimeError(f"llama.cpp server exited with {proc.returncode}: "
+                               f"{log.read()[-2000:]}")
+        try:
+            if httpx.get(url + "/models", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"llama.cpp server did not start in {timeout_s} s")
+        time.sleep(0.5)
