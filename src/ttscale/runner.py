@@ -308,21 +308,9 @@ class _Progress:
 
     def __enter__(self) -> _Progress:
         if self.enabled:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
+            from ttscale.progress import accuracy_bar
 
-            self._bar = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("acc {task.fields[acc]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                console=Console(stderr=True))
-            self._bar.start()
+            self._bar, _ = accuracy_bar()
             self._id = self._bar.add_task(self.label, total=self.total, completed=self.done,
                                           acc=self._acc())
         return self

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ttscale.progress import accuracy_bar
+
 
 class Stage:
     """One bar: ``advance(correct)`` after each problem; shows the running accuracy."""
@@ -42,22 +44,7 @@ class SweepProgress:
 
     def __enter__(self) -> SweepProgress:
         if self.enabled:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self.console = Console(stderr=True)
-            self.bar = Progress(
-                TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("acc {task.fields[acc]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                console=self.console)
-            self.bar.start()
+            self.bar, self.console = accuracy_bar("{task.description:<28}")
         return self
 
     def __exit__(self, *exc: object) -> None:
