@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
 from transformers import LlamaConfig, PreTrainedTokenizerBase
@@ -51,3 +55,24 @@ def pad_batch(seqs: list[list[int]], pad_id: int, label_seqs: list[list[int]] | 
             labels[i, : len(s)] = torch.tensor(s, dtype=labels.dtype)
         out["labels"] = labels
     return out
+
+
+T = TypeVar("T")
+
+
+def read_jsonl(path: Path, parse: Callable[[Any], T], bad_line: str, empty: str) -> list[T]:
+    """``parse`` every non-blank JSON line of ``path``. A line that is not JSON or that ``parse``
+    rejects raises ``"FILE:LINE: <bad_line> (why)"``; a file with no records raises
+    ``"FILE: <empty>"``. Nothing is silently dropped."""
+    items = []
+    with path.open() as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                items.append(parse(json.loads(line)))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"{path}:{lineno}: {bad_line} ({exc})") from exc
+    if not items:
+        raise ValueError(f"{path}: {empty}")
+    return items

@@ -12,10 +12,10 @@ replaced by a one-logit scorer.
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset
@@ -26,7 +26,7 @@ from transformers import (
     TrainingArguments,
 )
 
-from ttscale.train.common import pad_batch
+from ttscale.train.common import pad_batch, read_jsonl
 from ttscale.verifiers.certainty_prm import CertaintyPRM
 from ttscale.verifiers.hf_prm import TokenClassificationPRM
 
@@ -39,23 +39,15 @@ class PRMExample:
     labels: list[float]  # -100 where ignored
 
 
+def _label_record(rec: Any) -> dict:
+    if not isinstance(rec, dict) or not isinstance(rec.get("solutions"), list):
+        raise ValueError("need an object with a 'solutions' list")
+    _check_solutions(rec["solutions"])
+    return rec
+
+
 def load_label_records(path: Path) -> list[dict]:
-    records = []
-    with path.open() as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                if not isinstance(rec, dict) or not isinstance(rec.get("solutions"), list):
-                    raise ValueError("need an object with a 'solutions' list")
-                _check_solutions(rec["solutions"])
-            except ValueError as exc:
-                raise ValueError(f"{path}:{lineno}: not a label record ({exc})") from exc
-            records.append(rec)
-    if not records:
-        raise ValueError(f"{path}: no label records")
-    return records
+    return read_jsonl(path, _label_record, "not a label record", "no label records")
 
 
 def _check_solutions(solutions: list) -> None:

@@ -7,7 +7,6 @@ JSONL) or an endless stream (the procedural testbed), in which case ``max_steps`
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from transformers import (
     TrainingArguments,
 )
 
-from ttscale.train.common import pad_batch
+from ttscale.train.common import pad_batch, read_jsonl
 
 Pair = tuple[str, str]
 
@@ -38,19 +37,8 @@ def encode_pair(tokenizer: PreTrainedTokenizerBase, prompt: str, completion: str
 
 def read_pairs(path: Path) -> list[Pair]:
     """JSONL lines with ``prompt`` and ``completion``; a bad line names file and line."""
-    pairs = []
-    with path.open() as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                pairs.append((str(rec["prompt"]), str(rec["completion"])))
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ValueError(f"{path}:{lineno}: need prompt and completion ({exc})") from exc
-    if not pairs:
-        raise ValueError(f"{path}: no training pairs")
-    return pairs
+    return read_jsonl(path, lambda rec: (str(rec["prompt"]), str(rec["completion"])),
+                      "need prompt and completion", "no training pairs")
 
 
 class _Encoded(Dataset):
