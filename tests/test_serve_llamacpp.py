@@ -32,7 +32,9 @@ PROBLEMS = [
 def llama_url():
     from ttscale.serve.llamacpp import llamacpp_server
 
-    with llamacpp_server(n_ctx=2048, threads=2) as url:
+    # n_batch=1: identical requests give identical samples whatever came before (see
+    # llamacpp_server), so a run whose requests were retried can be compared token for token
+    with llamacpp_server(n_ctx=2048, threads=2, n_batch=1) as url:
         yield url
 
 
@@ -81,7 +83,7 @@ def run_all(task, policy_url, prm_url, **kw):
     for name in STRATEGIES:
         for problem in task.problems():
             ctx = SearchContext(task=task, generator=gen, scorer=scorer, seed=1,
-                                temperature=0.8, max_step_tokens=48, max_solution_tokens=160,
+                                temperature=0.8, max_step_tokens=24, max_solution_tokens=64,
                                 max_rounds=3, options={"beam_width": 2, "lookahead": 1})
             out[name, problem.id] = get_strategy(name)(problem, 4, ctx)
     gen.close()

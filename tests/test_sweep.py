@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from fakes import FakeGenerator, FakeScorer
+from fakes import FakeGenerator, FakeReviser, FakeScorer
 
 from ttscale.analysis import plan as plan_mod
 from ttscale.analysis.bins import oracle_bins
@@ -193,6 +193,71 @@ def test_plan_parses_aliases_and_skips_invalid_budgets():
     assert plan.pool_size == 16 and plan.pool_strategy == "weighted-best-of-n"
     only_majority = plan_mod.SweepPlan(tuple(plan_mod.parse_strategies("majority")), (1, 2))
     assert only_majority.pool_strategy == "majority" and not only_majority.needs_verifier
+
+
+def test_revision_curves_fix_the_chain_length_and_skip_invalid_budgets():
+    strategies = plan_mod.parse_strategies("combined,revisions,majority")
+    assert [s.name for s in strategies] == ["majority", "revisions-par", "revisions-l4",
+                                            "revisions-sqrt", "revisions-seq", "combined"]
+    assert not {"revisions", "combined"} & set(plan_mod.DEFAULT_STRATEGIES)
+    plan = plan_mod.SweepPlan(tuple(strategies), (1, 2, 4, 8, 9, 16))
+    assert plan.uses_reviser and not plan_mod.SweepPlan(tuple(strategies[:1]), (1,)).uses_reviser
+    base = {"aggregation": "min", "chain_length": 7}  # a --set chain_length is the curve's own
+    runs, skipped = plan.runs(base)
+    got = {(s.name, n): s.run_options(n, base)["chain_length"] for s, n in runs
+           if s.base == "revisions"}
+    assert got == {
+        **{("revisions-par", n): 1 for n in (1, 2, 4, 8, 9, 16)},
+        **{("revisions-l4", n): 4 for n in (4, 8, 16)},
+        **{("revisions-sqrt", n): r for n, r in ((1, 1), (4, 2), (9, 3), (16, 4))},
+        **{("revisions-seq", n): n for n in (1, 2, 4, 8, 9, 16)}}
+    assert all(s.run_options(n, base)["aggregation"] == "min" for s, n in runs)
+    assert set(skipped["revisions-l4"]) == {"1", "2", "9"}
+    assert "multiple of the chain length L=4" in skipped["revisions-l4"]["9"]
+    assert set(skipped["revisions-sqrt"]) == {"2", "8"}
+    assert "square" in skipped["revisions-sqrt"]["8"]
+    # combined keeps its own defaults (M=4, half the budget to beam search), and reads a
+    # --set chain_length like a `ttscale run` of it would
+    assert "chain length L=7" in skipped["combined"]["8"]
+    runs, skipped = plan.runs({})
+    assert {n for s, n in runs if s.name == "combined"} == {8, 9, 16}
+    assert "beam width M=4" in skipped["combined"]["4"]
+    with pytest.raises(ValueError, match="revisions-l4 cannot run at N=2"):
+        plan_mod.STRATEGIES["revisions-l4"].run_options(2, {})
+
+
+def test_the_plan_knows_which_curves_load_the_revision_model():
+    """The run key follows ``runner.uses_reviser``; the plan must load the model for the same
+    strategies."""
+    from ttscale.runner import uses_reviser
+    from ttscale.strategies.base import get_strategy
+
+    for s in plan_mod.STRATEGIES.values():
+        assert s.uses_reviser == uses_reviser(s.base, get_strategy(s.base)), s.name
+
+
+@pytest.mark.parametrize("options", [{}, {"beam_width": 2}, {"search_share": 0.25},
+                                     {"beam_width": 2, "chain_length": 3},
+                                     {"search_share": 1.0, "beam_width": 3}])
+def test_combined_skip_reasons_are_exactly_the_budgets_the_strategy_rejects(options):
+    from types import SimpleNamespace
+
+    from ttscale.strategies.combined import split_budget
+    from ttscale.strategies.revisions import chain_length_option, window_option
+
+    combined = plan_mod.STRATEGIES["combined"]
+    for n in range(1, 41):
+        ctx = SimpleNamespace(options=dict(options))
+        try:
+            _, n_rev, _ = split_budget(ctx, n)
+            if n_rev:
+                chain_length_option(ctx, n_rev, window_option(ctx), "combined")
+            runs = True
+        except ValueError:
+            runs = False
+        assert (combined.skip_reason(n, options) is None) == runs, (n, options)
+    with pytest.raises(ValueError, match="search_share"):
+        combined.skip_reason(8, {"search_share": 2})
 
 
 # ---- the sweep on fake models ------------------------------------------------------------
@@ -397,6 +462,51 @@ def test_partial_store_is_completed_and_a_finished_sweep_loads_no_model(tmp_path
     assert _without_times(third) == _without_times(first)
 
 
+def test_revision_curves_get_the_revision_model_and_only_they_key_it(tmp_path):
+    from ttscale.runner import run_key
+
+    cfg, plan = _config(tmp_path, strategies="majority,beam-m4,revisions-par,revisions-seq",
+                        budgets="1,4", limit=4)
+    reviser = FakeReviser(accuracy=0.5, gain=0.2)
+    parts = Parts(cfg, "fake-policy", "fake-prm", revision="fake-revision",
+                  generator=FakeGenerator(accuracy=0.6), scorer=FakeScorer(noise=0.3),
+                  reviser=reviser)
+    summary = sweep(cfg, plan, progress=False, parts=parts)
+    results = summary["results"]
+    beam = cfg.model_copy(update={"strategy": "beam", "budget": 4,
+                                  "options": {"beam_width": 4}})
+    assert results["beam-m4"]["4"]["run_key"] == run_key(beam, "fake-policy", "fake-prm")
+    for name, n, length in [("revisions-par", 4, 1), ("revisions-seq", 4, 4),
+                            ("revisions-par", 1, 1)]:
+        e = results[name][str(n)]
+        assert e["options"]["chain_length"] == length
+        rev = cfg.model_copy(update={"strategy": "revisions", "budget": n,
+                                     "options": {"chain_length": length}})
+        assert e["run_key"] == run_key(rev, "fake-policy", "fake-prm", "fake-revision")
+        assert e["run_key"] != run_key(rev, "fake-policy", "fake-prm")
+        assert set(e["accuracy_by_bin"]) == {"oracle", "difficulty"}
+    # at N=1 every ratio is the same single attempt: one run, stored once
+    assert results["revisions-seq"]["1"]["run_key"] == results["revisions-par"]["1"]["run_key"]
+    assert results["revisions-seq"]["1"]["computed"] == 0
+    assert reviser.calls and summary["revision_resolved"] == "fake-revision"
+    # compute-optimal arms: a revision curve replays with the chain length it was measured at,
+    # and the policy table names the revision model
+    from ttscale.optimal.analysis import build_table
+    from ttscale.optimal.data import load_sweep
+
+    data = load_sweep(tmp_path)
+    assert data.arms["revisions-seq"].strategy == "revisions"
+    assert data.points[("revisions-seq", 4)].options == {"chain_length": 4}
+    assert data.points[("revisions-par", 4)].options == {"chain_length": 1}
+    table = build_table(data, "oracle")
+    assert table.models["revision"] == "fake-revision"
+    for per in table.policy.values():
+        for n, entry in per.items():
+            if entry.strategy == "revisions":
+                length = {"revisions-par": 1, "revisions-seq": int(n)}[entry.label]
+                assert entry.options == {"chain_length": length}
+
+
 def test_a_majority_only_sweep_needs_no_prm(tmp_path):
     cfg, plan = _config(tmp_path, strategies="majority", budgets="1,2,4")
     summary = sweep(cfg, plan, progress=False,
@@ -425,6 +535,8 @@ def _run(capsys, argv):
     (["sweep", "--task", "testbed", "--set", "bogus=1"], "unknown config key 'bogus'"),
     (["sweep", "--task", "testbed", "--strategies", "dvts",
       "--set", "options.beam_width=0"], "beam_width=0"),
+    (["sweep", "--task", "testbed", "--strategies", "combined",
+      "--set", "options.search_share=2"], "search_share=2"),
     (["sweep", "--strategies", "majority"], "missing required config key 'task'"),
     (["sweep", "--task", "nope.jsonl"], "task file not found: nope.jsonl"),
     (["sweep", "--task", "testbed", "--policy", "/nonexistent/policy"], "/nonexistent/policy"),
@@ -465,6 +577,45 @@ def test_cli_sweep_on_real_tiny_models(capsys, tmp_path, tiny_policy_dir, tiny_p
     # the table form names every strategy and the summary file
     code, text, err = _run(capsys, argv[:-2] + ["--no-progress"])
     assert code == 0 and "beam-m4" in text and "sweep.json" in text
+
+
+def test_cli_revision_sweep_on_the_shipped_testbed_models(capsys, tmp_path):
+    """The shipped policy, PRM and revision model (the default on the testbed): the revision
+    curves are stored runs with their chain length, summarised per budget and bin."""
+    from ttscale.store.sqlite import Store
+    from ttscale.testbed.paths import resolve_model
+
+    pytest.importorskip("torch").set_num_threads(1)  # tiny models: one thread is fastest
+    out = tmp_path / "sw"
+    argv = ["sweep", "--task", "testbed", "--strategies",
+            "weighted-best-of-n,revisions-par,revisions-seq", "--budgets", "1,4", "--limit", "3",
+            "--seed", "1", "--out", str(out), "--json", "--no-progress"]
+    code, stdout, err = _run(capsys, argv)
+    assert code == 0, err
+    summary = json.loads(stdout)
+    shipped = resolve_model("testbed:revision", "revision")
+    assert summary["revision_resolved"] == shipped
+    assert summary["strategies"][-2:] == ["revisions-par", "revisions-seq"]
+    with Store.in_dir(out) as store:
+        assert store.run_config(summary["pool"]["run_key"])["revision_resolved"] is None
+        for name, n, length in [("revisions-par", 1, 1), ("revisions-par", 4, 1),
+                                ("revisions-seq", 1, 1), ("revisions-seq", 4, 4)]:
+            e = summary["results"][name][str(n)]
+            assert e["options"]["chain_length"] == length and e["n_problems"] == 3
+            config = store.run_config(e["run_key"])
+            assert config["strategy"] == "revisions" and config["budget"] == n
+            assert config["options"]["chain_length"] == length
+            assert config["revision_resolved"] == shipped
+            rows = store.results(e["run_key"])
+            assert len(rows) == 3
+            assert {(r.meta["chain_length"], r.meta["n_chains"]) for r in rows} == {
+                (length, n // length)}
+            assert e["accuracy"] == pytest.approx(sum(bool(r.correct) for r in rows) / 3)
+            assert set(e["accuracy_by_bin"]) == {"oracle", "difficulty"}
+            for bins in e["accuracy_by_bin"].values():
+                assert bins and all(0.0 <= v <= 1.0 for v in bins.values())
+            assert e["cost"]["generations"] == n and e["cost"]["prm_tokens"] > 0
+    assert summary["skipped"] == {}
 
 
 def test_a_pool_stored_without_sample_grades_is_graded_on_read(tmp_path):

@@ -8,9 +8,9 @@ Errors are one line on stderr (``error: ...``) with a non-zero exit code and no 
 flags exit 2, bad input or a failing run exit 1, Ctrl-C exits 130. Set ``TTSCALE_DEBUG=1`` to get
 the traceback of an unexpected error.
 
-Other verbs (testbed, label, train, demo, sweep, optimal, report, serve) live in the modules that
-implement them and are listed in ``VERB_MODULES`` below: each such module either defines
-``register(app: typer.Typer) -> None`` (preferred; call ``app.command(...)`` or
+Other verbs (testbed, label, train, demo, sweep, flips, optimal, report, serve) live in the
+modules that implement them and are listed in ``VERB_MODULES`` below: each such module either
+defines ``register(app: typer.Typer) -> None`` (preferred; call ``app.command(...)`` or
 ``app.add_typer(sub_app, name=...)`` in it) or decorates ``ttscale.cli.app`` directly when
 imported. Keep those modules import-light too.
 """
@@ -30,7 +30,7 @@ import typer
 VERB_MODULES: tuple[str, ...] = (
     "ttscale.testbed.cli",   # ttscale testbed ...
     "ttscale.train.cli",     # ttscale label, ttscale train ...
-    "ttscale.analysis.cli",  # ttscale sweep
+    "ttscale.analysis.cli",  # ttscale sweep, ttscale flips
     "ttscale.optimal.cli",   # ttscale optimal
     "ttscale.report.cli",    # ttscale report
     "ttscale.serve.cli",     # ttscale serve

@@ -1,6 +1,7 @@
-"""``ttscale sweep``: registered on the main CLI app by ``ttscale.cli`` (see ``VERB_MODULES``).
+"""``ttscale sweep`` and ``ttscale flips``: registered on the main CLI app by ``ttscale.cli``
+(see ``VERB_MODULES``).
 
-Import-light: typer only; the sweep, the models and the store are imported inside the command.
+Import-light: typer only; the sweep, the models and the store are imported inside the commands.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ _SWEEP_KEYS = {"strategy": "--strategies", "budget": "--budgets"}
 def build_sweep_config(task: str | None, strategies: str, budgets: str, *,
                        limit: int | None = None, seed: int | None = None,
                        out: str | None = None, policy: str | None = None,
-                       prm: str | None = None, split: str | None = None,
+                       prm: str | None = None, revision: str | None = None,
+                       split: str | None = None,
                        device: str | None = None, config: Path | None = None,
                        sets: list[str] | tuple[str, ...] = ()) -> tuple[Any, Any]:
     """Validate everything a sweep needs from its flags: (RunConfig of the shared settings,
@@ -34,14 +36,16 @@ def build_sweep_config(task: str | None, strategies: str, budgets: str, *,
     plan = SweepPlan(tuple(parse_strategies(strategies)), tuple(parse_budgets(budgets)))
     # strategy and budget are placeholders: each run of the sweep sets its own
     flags = {"task": task, "strategy": "majority", "budget": 1, "limit": limit, "seed": seed,
-             "out": out, "policy": policy, "prm": prm, "split": split, "device": device}
+             "out": out, "policy": policy, "prm": prm, "revision": revision, "split": split,
+             "device": device}
     cfg = build_config(config, flags, sets)
-    plan.runs(cfg.options)  # a bad options.beam_width fails here, before any model loads
+    plan.runs(cfg.options)  # a bad options.beam_width etc. fails here, before any model loads
     return cfg, plan
 
 
 def register(app: typer.Typer) -> None:
     app.command("sweep")(sweep_cmd)
+    app.command("flips")(flips_cmd)
 
 
 def sweep_cmd(
@@ -49,7 +53,9 @@ def sweep_cmd(
         "--task", help="'testbed' or a .jsonl file of problems.")] = None,
     strategies: Annotated[str, typer.Option(
         "--strategies", help="Comma-separated: majority, best-of-n, weighted-best-of-n, beam "
-        "(= beam-m4 and beam-msqrt), beam-m4, beam-msqrt, dvts, lookahead.")
+        "(= beam-m4 and beam-msqrt), beam-m4, beam-msqrt, dvts, lookahead; revision chains of "
+        "length L (N/L chains): revisions (= all four), revisions-par (L=1), revisions-l4 (L=4), "
+        "revisions-sqrt (L=sqrt(N)), revisions-seq (L=N); combined (beam search + revisions).")
     ] = "majority,best-of-n,weighted-best-of-n,beam,dvts,lookahead",
     budgets: Annotated[str, typer.Option(
         "--budgets", help="Comma-separated budgets N; the largest is the pool size.")
@@ -63,6 +69,9 @@ def sweep_cmd(
         "--policy", help="Policy model folder (default: testbed policy-small).")] = None,
     prm: Annotated[str | None, typer.Option(
         "--prm", help="PRM folder (default: testbed prm).")] = None,
+    revision: Annotated[str | None, typer.Option(
+        "--revision", help="Revision model folder for the revision curves and combined "
+        "(default: the shipped one on the testbed, else the policy revises itself).")] = None,
     split: Annotated[str | None, typer.Option("--split", help="Testbed split.")] = None,
     device: Annotated[str | None, typer.Option("--device", help="cpu, cuda, ...")] = None,
     config: Annotated[Path | None, typer.Option(
@@ -79,13 +88,14 @@ def sweep_cmd(
     """Compare strategies over budgets (accuracy per difficulty bin, cost); writes sweep.json.
 
     Majority, best-of-N and weighted best-of-N come from one pool of N_max samples per problem;
-    tree searches (beam, DVTS, lookahead) run per budget. Everything is stored per problem in
-    --out, so a rerun resumes.
+    tree searches (beam, DVTS, lookahead) and revisions run per budget. Everything is stored per
+    problem in --out, so a rerun resumes.
     """
     from ttscale.analysis.sweep import sweep
 
     cfg, plan = build_sweep_config(task, strategies, budgets, limit=limit, seed=seed, out=out,
-                                   policy=policy, prm=prm, split=split, device=device,
+                                   policy=policy, prm=prm, revision=revision, split=split,
+                                   device=device,
                                    config=config, sets=sets or ())
     try:
         if json_out:
@@ -133,3 +143,85 @@ def print_summary(summary: dict[str, Any], console: Any = None) -> None:
                   "questions", highlight=False)
     console.print(f"summary: {Path(summary['out']) / 'sweep.json'}  "
                   f"(ttscale report {summary['out']})", highlight=False)
+
+
+# ---- ttscale flips -------------------------------------------------------------------------
+
+
+def flips_cmd(
+    out: Annotated[Path, typer.Argument(
+        help="Output folder of a `ttscale run` or `ttscale sweep` (holds ttscale.db).")],
+    run_key: Annotated[str | None, typer.Option(
+        "--run-key", help="Analyse this run only (default: every revisions/combined run).")
+    ] = None,
+    by_difficulty: Annotated[bool, typer.Option(
+        "--by-difficulty", help="Also split every run by problem difficulty.")] = False,
+    json_out: Annotated[bool, typer.Option(
+        "--json", help="Print one JSON object on stdout instead of tables.")] = False,
+) -> None:
+    """How revisions change answers: correct->incorrect and incorrect->correct per position.
+
+    For every stored run of the revisions or combined strategy: accuracy of the attempts at each
+    chain position and, for each revision, the share of correct answers it broke and of
+    incorrect ones it fixed (with counts). Answers are graded here against the stored gold.
+    """
+    from ttscale.analysis.revisions import store_flips
+
+    report = store_flips(out, run_key, by_difficulty)
+    if json_out:
+        typer.echo(json.dumps(report))
+    else:
+        print_flips(report)
+
+
+def _shares(tr: dict[str, int]) -> list[str]:
+    """``share (count/base)`` of correct answers broken and of incorrect ones fixed."""
+    def share(count: int, other: int) -> str:
+        base = count + other
+        return "-" if not base else f"{count / base:.3f} ({count}/{base})"
+
+    return [share(tr["correct_to_incorrect"], tr["correct_to_correct"]),
+            share(tr["incorrect_to_correct"], tr["incorrect_to_incorrect"])]
+
+
+def _attempt_label(k: int, seeded: bool) -> str:
+    """Attempts count from 1; a combined chain's position 0 is its beam search seed."""
+    if seeded:
+        return "seed" if k == 0 else str(k)
+    return str(k + 1)
+
+
+def flips_table(flips: dict[str, Any], title: str, seeded: bool) -> Any:
+    """One table: accuracy per attempt, and what the revision after it did (share and count)."""
+    from rich.table import Table
+
+    t = Table(title=title)
+    t.add_column("attempt", style="bold")
+    t.add_column("accuracy", justify="right")
+    t.add_column("next: correct->incorrect", justify="right")
+    t.add_column("next: incorrect->correct", justify="right")
+    steps = flips["by_position"]
+    for k, acc in enumerate(flips["accuracy_by_position"]):
+        t.add_row(_attempt_label(k, seeded), f"{acc:.3f}",
+                  *(_shares(steps[k]) if k < len(steps) else ["", ""]))
+    t.add_row("all", "", *_shares(flips["overall"]), style="italic")
+    return t
+
+
+def print_flips(report: dict[str, Any], console: Any = None) -> None:
+    """Per run: a flips table overall, then one per difficulty when they were computed."""
+    from rich.console import Console
+
+    console = console or Console()
+    for run in report["runs"]:
+        head = (f"{run['strategy']} N={run['budget']} L={run['chain_length']} "
+                f"(run {run['run_key']}): {run['n_chains']} chains "
+                f"({run['chains_per_problem']} per problem) over {run['n_problems']} problems")
+        if not run["n_problems"]:
+            console.print(f"{head}: no results stored yet", highlight=False)
+            continue
+        console.print(flips_table(run, head, run["seeded"]))
+        for d, flips in run.get("by_difficulty", {}).items():
+            console.print(flips_table(flips, f"difficulty {d}: {flips['n_chains']} chains over "
+                                             f"{flips['n_problems']} problems", run["seeded"]))
+    console.print(f"store: {report['db']}", highlight=False)

@@ -12,13 +12,18 @@ Transition k is from attempt k to attempt k + 1 of a chain (0-based). For each t
 answers that the revision broke, ``incorrect_to_correct / (incorrect_to_correct +
 incorrect_to_incorrect)`` the share of incorrect ones it fixed. An attempt without an answer
 (``None``, e.g. malformed text) counts as incorrect.
+
+``ttscale flips OUT`` (:func:`store_flips`) runs this over the runs stored in an output folder.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from ttscale.analysis.bins import sort_labels
 
 Grader = Callable[[list[tuple[str | None, str]]], list[bool]]
 
@@ -158,3 +163,110 @@ def records_from_results(results: Iterable[Any], gold: Mapping[str, str] | None 
             raise ValueError(f"{where}: no gold answer (pass gold={{problem_id: answer}})")
         out.append((_check_chains(r.meta["chains"], where), answer))
     return out
+
+
+# ---- runs in a store (``ttscale flips``) ---------------------------------------------------
+
+#: strategies whose results carry ``meta["chains"]``
+REVISION_STRATEGIES = ("revisions", "combined")
+
+
+def caching_grader(grader: Grader | None = None) -> Grader:
+    """``grader`` that grades each distinct (answer, gold) pair once: the split by difficulty
+    then reuses the verdicts of the overall count instead of grading every answer again."""
+    grade = grader or default_grader
+    cache: dict[tuple[str | None, str], bool] = {}
+
+    def cached(pairs: list[tuple[str | None, str]]) -> list[bool]:
+        todo = list(dict.fromkeys(p for p in pairs if p not in cache))
+        if todo:
+            cache.update(zip(todo, (bool(v) for v in grade(todo)), strict=True))
+        return [cache[p] for p in pairs]
+
+    return cached
+
+
+def run_flips(run: Mapping[str, Any], rows: Sequence[Any], grader: Grader,
+              by_difficulty: bool = False) -> dict[str, Any]:
+    """The flips of one stored run (``run``: a ``Store.runs()`` entry; ``rows``: its stored
+    results), with what identifies it. ``seeded``: position 0 of every chain is the beam search
+    seed (``combined``), not an attempt of the revision model."""
+    config = run.get("config", {})
+    meta = rows[0].meta if rows else {}
+    out: dict[str, Any] = {
+        "run_key": run["run_key"], "strategy": config.get("strategy"),
+        "budget": config.get("budget"), "options": dict(config.get("options") or {}),
+        "n_problems": len(rows), "chain_length": meta.get("chain_length"),
+        "chains_per_problem": meta.get("n_chains"),
+        "seeded": config.get("strategy") == "combined",
+        **revision_flips(records_from_results(rows), grader).to_dict(),
+    }
+    if by_difficulty:
+        out["by_difficulty"] = {
+            d: {"n_problems": len(group),
+                **revision_flips(records_from_results(group), grader).to_dict()}
+            for d, group in by_difficulty_label(rows).items()}
+    return out
+
+
+def by_difficulty_label(rows: Sequence[Any]) -> dict[str, list[Any]]:
+    """Stored results grouped by the problem's difficulty (``"unknown"`` when it has none),
+    easiest first."""
+    groups: dict[str, list[Any]] = {}
+    for r in rows:
+        groups.setdefault("unknown" if r.difficulty is None else str(r.difficulty), []).append(r)
+    return {d: groups[d] for d in sort_labels(groups)}
+
+
+def _describe(runs: Sequence[Mapping[str, Any]], limit: int = 6) -> str:
+    """``beam N=4, majority N=16, ...``: what a store holds, for an error message."""
+    names = list(dict.fromkeys(f"{r['config'].get('strategy')} N={r['config'].get('budget')}"
+                               for r in runs))
+    more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more if names else "no runs"
+
+
+def pick_revision_runs(runs: Sequence[Mapping[str, Any]], run_key: str | None,
+                       where: str) -> list[Mapping[str, Any]]:
+    """The runs to analyse: the one named by ``run_key``, else every revisions/combined run.
+
+    One-line errors name what the store does hold, so the fix is in the message."""
+    revision_runs = [r for r in runs if r["config"].get("strategy") in REVISION_STRATEGIES]
+    if run_key is not None:
+        match = [r for r in runs if r["run_key"] == run_key]
+        if not match:
+            keys = ", ".join(r["run_key"] for r in revision_runs) or "none"
+            raise LookupError(f"no run with key {run_key!r} in {where} (its revisions/combined "
+                              f"runs: {keys})")
+        strategy = match[0]["config"].get("strategy")
+        if strategy not in REVISION_STRATEGIES:
+            raise ValueError(f"run {run_key} in {where} is a {strategy!r} run; flips need a "
+                             "revisions or combined run (its results list each chain's answers)")
+        return match
+    if not revision_runs:
+        raise ValueError(f"no revisions or combined run in {where} (it holds: {_describe(runs)});"
+                         " run one, e.g. `ttscale run --strategy revisions` or `ttscale sweep "
+                         "--strategies revisions`, with this --out")
+    return revision_runs
+
+
+def store_flips(out: str | Path, run_key: str | None = None, by_difficulty: bool = False,
+                grader: Grader | None = None) -> dict[str, Any]:
+    """Flips of every revisions/combined run stored in the output folder ``out`` (of a ``ttscale
+    run`` or ``ttscale sweep``), or of the run ``run_key``; answers are graded once."""
+    from ttscale.store.sqlite import DB_NAME, Store
+
+    out = Path(out)
+    db = out / DB_NAME
+    if not out.is_dir():
+        raise FileNotFoundError(f"{out} is not a folder; give the --out folder of a `ttscale "
+                                "run` or `ttscale sweep`")
+    if not db.is_file():
+        raise FileNotFoundError(f"no {DB_NAME} in {out}; give the --out folder of a `ttscale "
+                                "run` or `ttscale sweep`")
+    with Store(db) as store:
+        runs = pick_revision_runs(store.runs(), run_key, str(db))
+        rows = {r["run_key"]: store.results(r["run_key"]) for r in runs}
+    grade = caching_grader(grader)
+    return {"out": str(out), "db": str(db),
+            "runs": [run_flips(r, rows[r["run_key"]], grade, by_difficulty) for r in runs]}

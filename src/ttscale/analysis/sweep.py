@@ -7,10 +7,12 @@ How the work is shared (why a sweep is much cheaper than one ``ttscale run`` per
   the same run key ``ttscale run`` would use. Each sample is also graded and its grade kept in its
   candidate's meta. Majority, best-of-N, weighted best-of-N and the oracle pass@N are then read
   off that pool for every budget (``analysis.curves``).
-* **Tree searches run per budget** (beam with M=4 and M=sqrt(N), DVTS, lookahead), each (strategy,
-  budget) a run in the same store with the runner's run key: a rerun or a killed sweep resumes
-  problem by problem, and a ``ttscale run`` of the same settings finds the sweep's results (and
-  vice versa). Models are loaded once, lazily, and only if something is left to compute.
+* **Tree searches and revisions run per budget** (beam with M=4 and M=sqrt(N), DVTS, lookahead;
+  revision chains at fixed sequential:parallel ratios, combined), each (strategy, budget) a run
+  in the same store with the runner's run key: a rerun or a killed sweep resumes problem by
+  problem, and a ``ttscale run`` of the same settings finds the sweep's results (and vice
+  versa). Models (policy, PRM, revision model) are loaded once, lazily, and only if something
+  is left to compute.
 
 The summary (``sweep.json`` in ``--out``) holds, per strategy and budget, the accuracy overall
 and per difficulty bin (oracle bins of pass@1 from the pool; the task's own difficulty where it
@@ -55,27 +57,29 @@ DIFFICULTY_NAMES = {"testbed": "number of operations"}
 class Parts:
     """The models of a sweep, built on first use and shared by all its runs.
 
-    ``policy``/``prm`` are the resolved specs that go into run keys. Tests pass ready
-    ``generator``/``scorer`` objects; otherwise the runner's builders load them.
+    ``policy``/``prm``/``revision`` are the resolved specs that go into run keys (``revision``
+    None: the policy revises its own attempts, as in ``ttscale run``). Tests pass ready
+    ``generator``/``scorer``/``reviser`` objects; otherwise the runner's builders load them.
     """
 
     def __init__(self, config: RunConfig, policy: str, prm: str | None, *,
-                 generator: Any = None, scorer: Any = None,
-                 progress: SweepProgress | None = None) -> None:
-        self.config, self.policy, self.prm = config, policy, prm
-        self._generator, self._scorer = generator, scorer
+                 revision: str | None = None, generator: Any = None, scorer: Any = None,
+                 reviser: Any = None, progress: SweepProgress | None = None) -> None:
+        self.config, self.policy, self.prm, self.revision = config, policy, prm, revision
+        self._generator, self._scorer, self._reviser = generator, scorer, reviser
         self.progress = progress
         #: the task, so the PRM joins steps with the task's delimiter (set by the sweep)
         self.task: Any = None
 
     @classmethod
-    def resolve(cls, config: RunConfig, need_prm: bool) -> Parts:
+    def resolve(cls, config: RunConfig, need_prm: bool, need_reviser: bool = False) -> Parts:
         """Check the model paths now (a missing model fails before anything runs)."""
-        from ttscale.runner import resolve_policy, resolve_prm
+        from ttscale.runner import resolve_policy, resolve_prm, resolve_revision
 
         policy = resolve_policy(config)
         prm = resolve_prm(config) if need_prm else None
-        return cls(config, policy, prm)
+        revision = resolve_revision(config) if need_reviser else None
+        return cls(config, policy, prm, revision=revision)
 
     def generator(self) -> Any:
         if self._generator is None:
@@ -94,6 +98,17 @@ class Parts:
             self._note(f"loading PRM {self.prm}")
             self._scorer = build_scorer(self.config, self.prm, self.task)
         return self._scorer
+
+    def reviser(self) -> Any:
+        """The revision model's generator (None when the policy revises itself)."""
+        if self.revision is None:
+            return None
+        if self._reviser is None:
+            from ttscale.runner import build_generator
+
+            self._note(f"loading revision model {self.revision}")
+            self._reviser = build_generator(self.config, self.revision)
+        return self._reviser
 
     def _note(self, msg: str) -> None:
         if self.progress is not None:
@@ -129,8 +144,11 @@ def _grader(gold: str) -> Any:
 def execute(store: Any, cfg: RunConfig, problems: Sequence[Problem], task: Any, parts: Parts,
             progress: SweepProgress, label: str, *, grade_samples: bool = False) -> StageResult:
     """Compute and store every problem of one run that is not stored yet (the runner's loop,
-    with models shared across runs); ``grade_samples`` also grades every candidate."""
-    from ttscale.runner import grade_answer, needs_verifier, run_key
+    with models shared across runs); ``grade_samples`` also grades every candidate.
+
+    Only strategies that revise get the revision model, in their context and in their run key:
+    the keys of all other runs stay what ``ttscale run`` computes for them."""
+    from ttscale.runner import grade_answer, needs_verifier, run_key, uses_reviser
     from ttscale.strategies.base import SearchContext, get_strategy
 
     strategy = get_strategy(cfg.strategy)
@@ -138,9 +156,10 @@ def execute(store: Any, cfg: RunConfig, problems: Sequence[Problem], task: Any, 
     prm = parts.prm if use_prm else None
     if use_prm and prm is None:
         raise ValueError(f"strategy {cfg.strategy!r} needs a PRM; none is configured")
-    key = run_key(cfg, parts.policy, prm)
+    revision = parts.revision if uses_reviser(cfg.strategy, strategy) else None
+    key = run_key(cfg, parts.policy, prm, revision)
     store.ensure_run(key, {**cfg.model_dump(), "policy_resolved": parts.policy,
-                           "prm_resolved": prm, "run_key": key})
+                           "prm_resolved": prm, "revision_resolved": revision, "run_key": key})
     done = store.done_ids(key)
     todo = [(i, p) for i, p in enumerate(problems) if p.id not in done]
     ids = {p.id for p in problems}
@@ -152,7 +171,8 @@ def execute(store: Any, cfg: RunConfig, problems: Sequence[Problem], task: Any, 
             scorer=parts.scorer() if use_prm else None, seed=cfg.seed,
             temperature=cfg.temperature, top_p=cfg.top_p, max_step_tokens=cfg.max_step_tokens,
             max_solution_tokens=cfg.max_solution_tokens, max_rounds=cfg.max_rounds,
-            options=dict(cfg.options))
+            options=dict(cfg.options),
+            reviser=parts.reviser() if revision is not None else None)
         for idx, problem in todo:
             pctx = ctx.fresh()
             t0 = time.perf_counter()
@@ -190,7 +210,8 @@ def sweep(base: RunConfig, plan: SweepPlan, *, progress: bool = True,
 
     task = build_task(base)
     problems = select_problems(task, base)
-    parts = parts if parts is not None else Parts.resolve(base, plan.needs_verifier)
+    parts = parts if parts is not None else Parts.resolve(base, plan.needs_verifier,
+                                                          plan.uses_reviser)
     runs, skipped = plan.runs(base.options)  # validates beam widths before any sampling
     ids = {p.id for p in problems}
     t_start = time.perf_counter()
@@ -218,6 +239,7 @@ def sweep(base: RunConfig, plan: SweepPlan, *, progress: bool = True,
     summary = summarize(base, plan, problems, task, pool_stage, pool_rows, stages, run_rows,
                         skipped)
     summary["db"] = db_path
+    summary["revision_resolved"] = parts.revision if plan.uses_reviser else None
     summary["seconds"] = time.perf_counter() - t_start
     write_summary(Path(base.out), summary)
     return summary

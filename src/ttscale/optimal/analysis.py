@@ -133,7 +133,8 @@ def build_table(data: SweepData, kind: str, *, k: int = PROBE_K, reuse: bool = T
         "task": str(data.summary.get("task")),
         "models": {"policy": cfg.get("policy_resolved") or sweep_cfg.get("policy"),
                    "prm": cfg.get("prm_resolved") or sweep_cfg.get("prm"),
-                   "revision": sweep_cfg.get("revision")},
+                   "revision": (data.summary.get("revision_resolved")
+                                or sweep_cfg.get("revision"))},
         "bins": {"kind": kind, "statistic": STATISTIC, "thresholds": thresholds},
         "probe": {"k": k, "reuse": reuse},
         "budgets": data.budgets,

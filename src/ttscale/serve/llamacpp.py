@@ -72,11 +72,19 @@ def find_gguf() -> Path | None:
 
 @contextmanager
 def llamacpp_server(model: Path | str | None = None, *, alias: str | None = None,
-                    n_ctx: int = 2048, threads: int = 2, host: str = "127.0.0.1",
-                    port: int | None = None, start_timeout_s: float = 180.0) -> Iterator[str]:
+                    n_ctx: int = 2048, threads: int = 2, n_batch: int | None = None,
+                    host: str = "127.0.0.1", port: int | None = None,
+                    start_timeout_s: float = 180.0) -> Iterator[str]:
     """Start ``python -m llama_cpp.server`` on loopback; yield its base URL (``.../v1``); stop
     it afterwards. ``alias``: the served model name (default: the file path). Raises with the
-    server's own output when it does not come up."""
+    server's own output when it does not come up.
+
+    ``n_batch=1`` makes outputs reproducible whatever was served before: the server reuses the
+    KV cache of the longest prefix shared with the previous request and evaluates only the rest,
+    and a different split into batches changes the floating-point results (measured: the same
+    seeded request gave a different sample after an unrelated request). Evaluating one token at a
+    time takes the same path every time, at the price of slower prompt processing. Use it where
+    runs must be compared token for token (a retried request, a fault-injection test)."""
     why = available() if model is None else None
     if why:
         raise RuntimeError(why)
@@ -86,6 +94,8 @@ def llamacpp_server(model: Path | str | None = None, *, alias: str | None = None
            "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(threads)]
     if alias:
         cmd += ["--model_alias", alias]
+    if n_batch is not None:
+        cmd += ["--n_batch", str(n_batch)]
     # output goes to a file, not a pipe: llama.cpp logs a lot while loading, and a pipe nobody
     # reads fills up and blocks the server before it ever answers
     with tempfile.TemporaryFile(mode="w+") as log:

@@ -159,6 +159,10 @@ class TestbedTask:
         lines = ["P:" + ";".join(s for s in text.strip().split("\n") if s) for text in previous]
         return "".join(line + "\n" for line in lines) + problem.prompt
 
+    def reference_solution(self, problem: Problem) -> str:
+        """The gold solution in the policy's format (the only step-correct one)."""
+        return self.solution_text(parse_question(problem.question).gold_steps())
+
     def step_labels(self, problem: Problem, steps: list[str]) -> list[bool]:
         """Exact per-step labels (the testbed's "human" labels)."""
         return step_correctness(parse_question(problem.question), steps)

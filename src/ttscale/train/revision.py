@@ -25,10 +25,19 @@ def is_right(task, problem, text: str) -> bool:
 
 def build_revision_pairs(task, generator: Generator, samples: int = 16, seed: int = 0,
                          temperature: float = 1.0, max_tokens: int = 256,
-                         max_previous: int = 4, per_question: int = 4) -> list[tuple[str, str]]:
-    """(revision prompt, corrected attempt) pairs; ``task`` must offer ``revision_prompt``."""
+                         max_previous: int = 4, per_question: int = 4,
+                         use_reference: bool = False) -> list[tuple[str, str]]:
+    """(revision prompt, corrected attempt) pairs; ``task`` must offer ``revision_prompt``.
+
+    The paper keeps only questions where some sample is right. ``use_reference`` (tasks with a
+    ``reference_solution`` in the policy's own format, such as the testbed, where the one
+    step-correct solution IS the reference) also keeps the others, with the reference as the
+    target: without it the data holds mostly easy questions, exactly where revising matters least.
+    """
     if not hasattr(task, "revision_prompt"):
         raise ValueError(f"task {task.name!r} has no revision prompt format")
+    if use_reference and not hasattr(task, "reference_solution"):
+        raise ValueError(f"task {task.name!r} has no reference solution in the policy's format")
     rng = random.Random(f"revision/{seed}")
     problems = task.problems()
     examples = []
@@ -40,6 +49,8 @@ def build_revision_pairs(task, generator: Generator, samples: int = 16, seed: in
         for problem, comps in zip(batch, outs, strict=True):
             attempts = [(c.text, is_right(task, problem, c.text)) for c in comps
                         if c.finish_reason == "eos"]
+            if use_reference and not any(ok for _, ok in attempts):
+                attempts.append((task.reference_solution(problem), True))
             examples += build_trajectories(problem.id, problem.prompt, attempts, rng,
                                            max_previous, per_question)
     by_id = {p.id: p for p in problems}
