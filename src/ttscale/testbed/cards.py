@@ -56,6 +56,8 @@ def write_cards(cfg: Any) -> None:
     large_meta = _read_json(out / "policy-large" / "ttscale_meta.json")
     n_small = _params(out / "policy-small")
     n_large = _params(out / "policy-large")
+    target = ("a step-correct sample, or the reference solution where no sample was right"
+              if getattr(cfg, "revision_reference", False) else "a step-correct sample")
     cards = {
         "policy-small": f"""# policy-small
 
@@ -100,7 +102,8 @@ The testbed's revision model ({_params(out / 'revision'):,} parameters), fine-tu
 policy-small on revision trajectories as in Snell et al. 2024: {cfg.revision_samples} samples
 per question at temperature 1 on {cfg.revision_questions} train questions; each trajectory is 0-4
 incorrect attempts (the last one the closest to the correct answer by character edit distance)
-followed by a correct one. Prompt format: `TestbedTask.revision_prompt` (each earlier attempt on a
+followed by a correct one
+({target}). Prompt format: `TestbedTask.revision_prompt` (each earlier attempt on a
 `P:` line, steps joined by `;`), then the new attempt. {cfg.revision_epochs} epochs, learning rate
 {cfg.revision_lr}, seed {seed}. Stage time: {_stage_seconds(work, 'revision')}.
 {common}""",
