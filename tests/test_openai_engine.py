@@ -240,3 +240,18 @@ def test_ttscale_run_drives_the_openai_engine_and_a_prm_server(server, tmp_path)
     assert cost["generations"] == 8
     assert cost["generated_tokens"] > 0 and cost["prm_tokens"] > 0
     assert cost["policy_flops"] > 0 and cost["prm_flops"] > 0
+
+
+def test_policy_params_sets_the_flops_of_a_served_policy(server, tmp_path):
+    """Servers such as llama.cpp do not report a parameter count and an alias may not name the
+    size: ``policy_params`` then gives FLOPs = 2 x params x tokens."""
+    from ttscale.config import build_config
+    from ttscale.runner import run
+
+    cfg = build_config(None, {
+        "task": "testbed", "strategy": "majority", "budget": 2, "limit": 1,
+        "out": str(tmp_path), "engine": "openai", "base_url": server.url + "/v1",
+        "policy": "ttscale-policy", "policy_params": 1000, "max_solution_tokens": 16}, ())
+    cost = run(cfg, progress=False).cost
+    tokens = cost["prompt_tokens"] + cost["generated_tokens"] - cost["prompt_tokens_cached"]
+    assert tokens > 0 and cost["policy_flops"] == 2 * 1000 * tokens

@@ -171,3 +171,32 @@ def test_build_revision_pairs_needs_a_revision_format():
 
     with pytest.raises(ValueError, match="task 'plain' has no revision prompt format"):
         build_revision_pairs(NoRevision(), FakeGenerator())
+
+
+def test_reference_targets_keep_questions_no_sample_solved():
+    """accuracy=0: no sample is ever right, so the paper's recipe keeps nothing; with
+    ``use_reference`` every question yields pairs whose target is its gold solution."""
+    task = testbed.TestbedTask("train", n=6, seed=0, max_ops=4)
+    gen = FakeGenerator(accuracy=0.0)
+    assert build_revision_pairs(task, gen, samples=4, seed=0) == []
+    pairs = build_revision_pairs(task, gen, samples=4, seed=0, use_reference=True)
+    by_head = {p.question: p for p in task.problems()}
+    heads = set()
+    for prompt, target in pairs:
+        *lines, head = prompt[:-1].split("\n")
+        heads.add(head)
+        assert target == task.reference_solution(by_head[head])
+        assert all(task.step_labels(by_head[head], target.split()))
+    assert heads == set(by_head)
+    assert any(prompt.startswith("P:") for prompt, _ in pairs)
+
+
+def test_reference_targets_need_a_reference_solution():
+    class NoReference:
+        name = "plain"
+
+        def revision_prompt(self, problem, previous):
+            return problem.prompt
+
+    with pytest.raises(ValueError, match="no reference solution"):
+        build_revision_pairs(NoReference(), FakeGenerator(), use_reference=True)

@@ -52,6 +52,9 @@ class RunConfig(BaseModel):
     policy: str | None = Field(
         None, description="policy model folder (hf) or served model name (openai); "
         "default: testbed policy-small; 'testbed:NAME' names any testbed model")
+    policy_params: int | None = Field(
+        None, ge=1, description="engine=openai: the served policy's parameter count, for FLOPs "
+        "(default: read from the served name, e.g. '1.5B'; 0 when it says nothing)")
     prm: str | None = Field(None, description="PRM folder; default: testbed prm")
     revision: str | None = Field(
         None, description="revision model folder for revisions/combined strategies; default: "
