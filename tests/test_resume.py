@@ -179,3 +179,35 @@ def test_testbed_problems_do_not_depend_on_limit():
         return select_problems(build_task(cfg), cfg)
 
     assert problems(5) == problems(40)[:5]
+
+
+def test_shards_share_one_run_and_equal_an_unsharded_run(tmp_path):
+    """K processes with ``shard=I/K`` and the same ``out`` fill one run: afterwards the whole run
+    resumes with nothing to compute, and every result equals an unsharded run's."""
+    import torch
+
+    from ttscale.config import build_config
+    from ttscale.runner import run
+
+    torch.set_num_threads(1)
+    base = {"task": "testbed", "strategy": "majority", "budget": 2, "limit": 5,
+            "max_solution_tokens": 48}
+    shards = [run(build_config(None, {**base, "out": str(tmp_path / "a"), "shard": f"{i}/2"},
+                               ()), progress=False) for i in range(2)]
+    assert [s.n_problems for s in shards] == [3, 2] and shards[0].run_key == shards[1].run_key
+    whole = run(build_config(None, {**base, "out": str(tmp_path / "a")}, ()), progress=False)
+    assert whole.computed == 0 and whole.n_problems == 5
+    fresh = run(build_config(None, {**base, "out": str(tmp_path / "b")}, ()), progress=False)
+    assert whole.run_key == fresh.run_key
+    rows_a, rows_b = _rows(tmp_path / "a" / "ttscale.db"), _rows(tmp_path / "b" / "ttscale.db")
+    assert {k: _comparable(v) for k, v in rows_a.items()} == {
+        k: _comparable(v) for k, v in rows_b.items()}
+
+
+@pytest.mark.parametrize("spec", ["2/2", "1", "a/2", "-1/2", "0/0"])
+def test_bad_shard_is_a_one_line_config_error(spec):
+    from ttscale.config import build_config
+
+    with pytest.raises(ValueError, match="shard"):
+        build_config(None, {"task": "testbed", "strategy": "majority", "budget": 2,
+                            "shard": spec}, ())

@@ -31,6 +31,9 @@ class RunConfig(BaseModel):
     task: str = Field(description="'testbed' or a .jsonl file of problems")
     split: str = Field("test", description="testbed split: train, dev or test")
     limit: int | None = Field(None, ge=1, description="first K problems only")
+    shard: str | None = Field(
+        None, description="'I/K': only problems I, I+K, I+2K, ... of the selected ones, so K "
+        "processes (same --out) share one run; the run key is the same for every shard")
     task_options: dict[str, Any] = Field(
         default_factory=dict, description="extra task arguments, e.g. testbed seed/min_ops")
     # how to search
@@ -73,6 +76,23 @@ class RunConfig(BaseModel):
         if isinstance(v, bool):
             raise ValueError("expected a number, got a boolean")
         return v
+
+
+    @field_validator("shard")
+    @classmethod
+    def _shard_format(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_shard(v)
+        return v
+
+
+def parse_shard(spec: str) -> tuple[int, int]:
+    """``"I/K"`` -> (I, K) with 0 <= I < K."""
+    index, sep, count = str(spec).partition("/")
+    if not (sep and index.strip().isdigit() and count.strip().isdigit()
+            and 0 <= int(index) < int(count)):
+        raise ValueError(f"shard {spec!r}: expected I/K with 0 <= I < K, e.g. 0/2")
+    return int(index), int(count)
 
 
 #: fields whose value is a mapping, so dotted keys (``options.beam_width``) may set inside them

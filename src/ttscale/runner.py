@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ttscale.config import RunConfig
+from ttscale.config import RunConfig, parse_shard
 from ttscale.store.sqlite import Store, StoredResult
 from ttscale.testbed.paths import resolve_model
 from ttscale.types import Cost, Problem
@@ -145,6 +145,9 @@ def select_problems(task: Any, config: RunConfig) -> list[Problem]:
         problems = problems[: config.limit]
     if not problems:
         raise ValueError(f"task {config.task!r} has no problems")
+    if config.shard is not None:
+        index, count = parse_shard(config.shard)
+        problems = problems[index::count]
     seen: set[str] = set()
     for p in problems:
         if p.id in seen:
