@@ -200,3 +200,19 @@ def test_reference_targets_need_a_reference_solution():
 
     with pytest.raises(ValueError, match="no reference solution"):
         build_revision_pairs(NoReference(), FakeGenerator(), use_reference=True)
+
+
+def test_keep_rate_shows_the_target_within_the_window():
+    attempts = [(f"w{i}", False) for i in range(6)] + [("right", True)]
+    examples = build_trajectories("q", "Q\n", attempts, random.Random(0), max_previous=4,
+                                  per_question=400, keep_rate=0.5)
+    shown = [ex for ex in examples if "right" in ex.previous]
+    assert 120 < len(shown) < 280  # about half
+    assert all(len(ex.previous) <= 4 and ex.previous.count("right") == 1 for ex in shown)
+    assert {len(ex.previous) for ex in shown} == {1, 2, 3, 4}
+    assert all(ex.target == "right" for ex in examples)
+    # off by default, and then the draws are exactly those of the paper's recipe
+    plain = build_trajectories("q", "Q\n", attempts, random.Random(0), per_question=50)
+    assert plain == build_trajectories("q", "Q\n", attempts, random.Random(0), per_question=50,
+                                       keep_rate=0.0)
+    assert not any("right" in ex.previous for ex in plain)

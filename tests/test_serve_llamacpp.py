@@ -19,7 +19,8 @@ from ttscale.serve.llamacpp import CHATML_MATH_TEMPLATE, available
 pytestmark = [pytest.mark.llamacpp,
               pytest.mark.skipif(available() is not None, reason=str(available()))]
 
-STRATEGIES = ["majority", "best-of-n", "weighted-best-of-n", "beam", "lookahead", "dvts"]
+STRATEGIES = ["majority", "best-of-n", "weighted-best-of-n", "beam", "lookahead", "dvts",
+              "revisions", "combined"]
 PROBLEMS = [
     {"question": "Tom has 3 boxes with 4 apples each. He eats 2 apples. How many are left?",
      "answer": "Tom has 3 * 4 = 12 apples. 12 - 2 = 10 are left.\n#### 10", "id": "apples"},
@@ -84,7 +85,8 @@ def run_all(task, policy_url, prm_url, **kw):
         for problem in task.problems():
             ctx = SearchContext(task=task, generator=gen, scorer=scorer, seed=1,
                                 temperature=0.8, max_step_tokens=24, max_solution_tokens=64,
-                                max_rounds=3, options={"beam_width": 2, "lookahead": 1})
+                                max_rounds=3, options={"beam_width": 2, "lookahead": 1,
+                                                       "chain_length": 2, "search_share": 0.5})
             out[name, problem.id] = get_strategy(name)(problem, 4, ctx)
     gen.close()
     scorer.close()

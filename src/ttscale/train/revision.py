@@ -26,7 +26,8 @@ def is_right(task, problem, text: str) -> bool:
 def build_revision_pairs(task, generator: Generator, samples: int = 16, seed: int = 0,
                          temperature: float = 1.0, max_tokens: int = 256,
                          max_previous: int = 4, per_question: int = 4,
-                         use_reference: bool = False) -> list[tuple[str, str]]:
+                         use_reference: bool = False, keep_rate: float = 0.0
+                         ) -> list[tuple[str, str]]:
     """(revision prompt, corrected attempt) pairs; ``task`` must offer ``revision_prompt``.
 
     The paper keeps only questions where some sample is right. ``use_reference`` (tasks with a
@@ -52,7 +53,7 @@ def build_revision_pairs(task, generator: Generator, samples: int = 16, seed: in
             if use_reference and not any(ok for _, ok in attempts):
                 attempts.append((task.reference_solution(problem), True))
             examples += build_trajectories(problem.id, problem.prompt, attempts, rng,
-                                           max_previous, per_question)
+                                           max_previous, per_question, keep_rate)
     by_id = {p.id: p for p in problems}
     return [(task.revision_prompt(by_id[ex.problem_id], list(ex.previous)), ex.target)
             for ex in dedupe(examples)]

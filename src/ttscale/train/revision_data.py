@@ -37,11 +37,16 @@ class RevisionExample:
 
 def build_trajectories(problem_id: str, prompt: str, attempts: Sequence[tuple[str, bool]],
                        rng: random.Random, max_previous: int = 4,
-                       per_question: int = 4) -> list[RevisionExample]:
+                       per_question: int = 4, keep_rate: float = 0.0) -> list[RevisionExample]:
     """Up to ``per_question`` trajectories from ``attempts`` = (solution text, is_correct).
 
     The number of incorrect attempts is drawn uniformly from 0..max_previous (capped by how many
     distinct incorrect ones exist), so the model also learns to answer with no history.
+
+    ``keep_rate`` (not in the paper; default off): the share of trajectories that also show the
+    target itself among the previous attempts, at a random place. The paper's data only ever
+    shows wrong attempts, so its model learns to move away from whatever it sees, right answers
+    included; with some right ones shown, it can learn to keep an answer it can check.
     """
     correct = sorted({t for t, ok in attempts if ok})
     wrong = sorted({t for t, ok in attempts if not ok})
@@ -51,12 +56,14 @@ def build_trajectories(problem_id: str, prompt: str, attempts: Sequence[tuple[st
     for _ in range(per_question):
         target = rng.choice(correct)
         k = rng.randint(0, min(max_previous, len(wrong)))
-        if k == 0:
-            out.append(RevisionExample(problem_id, prompt, (), target))
-            continue
-        closest = min(wrong, key=lambda w: (edit_distance(w, target), w))
-        others = rng.sample([w for w in wrong if w != closest], k - 1)
-        out.append(RevisionExample(problem_id, prompt, (*others, closest), target))
+        previous: list[str] = []
+        if k:
+            closest = min(wrong, key=lambda w: (edit_distance(w, target), w))
+            previous = [*rng.sample([w for w in wrong if w != closest], k - 1), closest]
+        if keep_rate and rng.random() < keep_rate:
+            previous = previous[-(max_previous - 1):] if max_previous > 1 else []
+            previous.insert(rng.randint(0, len(previous)), target)
+        out.append(RevisionExample(problem_id, prompt, tuple(previous), target))
     return out
 
 
