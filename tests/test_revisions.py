@@ -668,3 +668,18 @@ def test_traces_follow_the_node_convention_of_the_tree_view():
         nodes = tree.build_tree(result.trace)
         for c in result.candidates:
             assert nodes[c.meta["node"]].path == c.steps
+
+
+def test_identical_prompts_are_sampled_once_each_with_n_equal_to_their_multiplicity():
+    """Prompts shown 3x, 3x and 1x: two calls (n=1 and n=3), 7 samples drawn, none wasted."""
+    from ttscale.strategies.revisions import sample_prompts
+
+    ctx, _, rev, _ = make()
+    a, b, c = (TASK.revision_prompt(PROBLEM, [f"a:1{x}\n"]) for x in "123")
+    prompts = [a, b, a, c, b, a, b]
+    params = SamplingParams(temperature=1.0, max_tokens=64, seed=5)
+    dealt = sample_prompts(ctx, prompts, params)
+    assert len(dealt) == 7
+    assert sorted(p.n for _, p in rev.calls) == [1, 3]
+    assert sum(len(ps) * p.n for ps, p in rev.calls) == 7
+    assert len({id(d) for d in dealt}) == 7  # every copy got its own sample

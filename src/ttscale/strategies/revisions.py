@@ -19,9 +19,9 @@ The final answer (option ``selection``):
 
 The revision model is ``ctx.reviser`` (``ctx.generator`` when None), called through
 ``ctx.revise`` so every token it reads or writes is in the Cost. Attempt k of all chains is one
-engine call; identical prompts in it are sent once with ``n`` times their multiplicity and the
-samples dealt out without overlap (as ``common.sample_steps`` does), so seeded engines never
-hand two chains the same sample. Attempt 1 uses the seed purpose ``"solutions"``: with no reviser
+engine call per distinct prompt multiplicity: identical prompts are sent once with ``n`` = their
+multiplicity and the samples dealt out without overlap (as ``common.sample_steps`` does), so
+seeded engines never hand two chains the same sample and no sample is drawn in vain. Attempt 1 uses the seed purpose ``"solutions"``: with no reviser
 and the testbed format (whose empty-history prompt is the problem prompt), ``L = 1`` draws
 exactly the samples majority voting and best-of-N draw (common random numbers).
 
@@ -129,28 +129,32 @@ def attempt_candidate(ctx: SearchContext, comp: Completion) -> Candidate:
 
 def sample_prompts(ctx: SearchContext, prompts: Sequence[str], params: SamplingParams
                    ) -> list[Completion]:
-    """One completion per prompt from the revision model, in ONE call (not counted as
-    generations: the strategy adds its budget once). Identical prompts are sent once with ``n``
-    = their multiplicity and the samples dealt without overlap; at temperature 0 copies share the
-    one greedy sample (they would be equal anyway). Surplus samples of prompts with a smaller
-    multiplicity are dropped, their tokens staying in the cost."""
+    """One completion per prompt from the revision model (not counted as generations: the
+    strategy adds its budget once). Identical prompts are sent once with ``n`` = their
+    multiplicity and the samples dealt without overlap; prompts of equal multiplicity share one
+    engine call, so no sample is drawn that is not used (one call with ``n`` = the largest
+    multiplicity would pay for up to that many samples of every prompt). At temperature 0 copies
+    share the one greedy sample (they would be equal anyway)."""
     if not prompts:
         return []
     mult: dict[str, int] = {}
     for p in prompts:
         mult[p] = mult.get(p, 0) + 1
-    unique = list(mult)
     greedy = params.temperature == 0
-    n = 1 if greedy else max(mult.values())
-    out = ctx.revise(unique, SamplingParams(n=n, temperature=params.temperature,
-                                            top_p=params.top_p, max_tokens=params.max_tokens,
-                                            stop=params.stop, seed=params.seed),
-                     count_generations=False)
-    if len(out) != len(unique) or any(len(c) != n for c in out):
-        raise RuntimeError(f"revision model returned {[len(c) for c in out]} completions for "
-                           f"{len(unique)} prompts, expected n={n} each")
-    pools = dict(zip(unique, out, strict=True))
-    used = dict.fromkeys(unique, 0)
+    groups: dict[int, list[str]] = {}
+    for p, m in mult.items():
+        groups.setdefault(1 if greedy else m, []).append(p)
+    pools: dict[str, list[Completion]] = {}
+    for n, unique in sorted(groups.items()):
+        out = ctx.revise(unique, SamplingParams(n=n, temperature=params.temperature,
+                                                top_p=params.top_p, max_tokens=params.max_tokens,
+                                                stop=params.stop, seed=params.seed),
+                         count_generations=False)
+        if len(out) != len(unique) or any(len(c) != n for c in out):
+            raise RuntimeError(f"revision model returned {[len(c) for c in out]} completions "
+                               f"for {len(unique)} prompts, expected n={n} each")
+        pools.update(zip(unique, out, strict=True))
+    used = dict.fromkeys(mult, 0)
     dealt = []
     for p in prompts:
         dealt.append(pools[p][used[p]])
