@@ -21,11 +21,11 @@ pytestmark = [pytest.mark.llamacpp,
 
 STRATEGIES = ["majority", "best-of-n", "weighted-best-of-n", "beam", "lookahead", "dvts",
               "revisions", "combined"]
+#: one problem: every strategy runs on it twice (clean, then through the faulty relay), and the
+#: llama.cpp server evaluates one token at a time here (n_batch=1), so each token counts
 PROBLEMS = [
     {"question": "Tom has 3 boxes with 4 apples each. He eats 2 apples. How many are left?",
      "answer": "Tom has 3 * 4 = 12 apples. 12 - 2 = 10 are left.\n#### 10", "id": "apples"},
-    {"question": "A pen costs 2 dollars. How much do 5 pens cost?",
-     "answer": "5 * 2 = 10 dollars.\n#### 10", "id": "pens"},
 ]
 
 
@@ -84,7 +84,7 @@ def run_all(task, policy_url, prm_url, **kw):
     for name in STRATEGIES:
         for problem in task.problems():
             ctx = SearchContext(task=task, generator=gen, scorer=scorer, seed=1,
-                                temperature=0.8, max_step_tokens=24, max_solution_tokens=64,
+                                temperature=0.8, max_step_tokens=16, max_solution_tokens=48,
                                 max_rounds=3, options={"beam_width": 2, "lookahead": 1,
                                                        "chain_length": 2, "search_share": 0.5})
             out[name, problem.id] = get_strategy(name)(problem, 4, ctx)
