@@ -109,6 +109,7 @@ def test_every_strategy_runs_through_llamacpp_with_costs_and_survives_faults(
     with FaultyRelay(root, fault_rate=0.2, seed=2) as relay:
         faulty = run_all(task, relay.url + "/v1", prm.url, retries=10, backoff_s=0.01,
                          backoff_max_s=0.05)
+        print(f"relay in front of llama.cpp: {relay.faults} requests broken")
         assert relay.faults > 0
     for key, want in clean.items():
         got = faulty[key]
