@@ -22,6 +22,12 @@ COLORS = {
     "beam-msqrt": "#9467bd",
     "dvts": "#8c564b",
     "lookahead": "#e377c2",
+    # revision ratios: one hue, parallel (light) to sequential (dark); combined stands apart
+    "revisions-par": "#17becf",
+    "revisions-l4": "#0f8f9c",
+    "revisions-sqrt": "#0a626b",
+    "revisions-seq": "#05373c",
+    "combined": "#000000",
 }
 _EXTRA = ["#17becf", "#bcbd22", "#393b79", "#637939"]
 

@@ -21,9 +21,10 @@ The revision model is ``ctx.reviser`` (``ctx.generator`` when None), called thro
 ``ctx.revise`` so every token it reads or writes is in the Cost. Attempt k of all chains is one
 engine call per distinct prompt multiplicity: identical prompts are sent once with ``n`` = their
 multiplicity and the samples dealt out without overlap (as ``common.sample_steps`` does), so
-seeded engines never hand two chains the same sample and no sample is drawn in vain. Attempt 1 uses the seed purpose ``"solutions"``: with no reviser
-and the testbed format (whose empty-history prompt is the problem prompt), ``L = 1`` draws
-exactly the samples majority voting and best-of-N draw (common random numbers).
+seeded engines never hand two chains the same sample and no sample is drawn in vain. Attempt 1
+uses the seed purpose ``"solutions"``: with no reviser and the testbed format (whose
+empty-history prompt is the problem prompt), ``L = 1`` draws exactly the samples majority voting
+and best-of-N draw (common random numbers).
 
 Each attempt is one generation: ``cost.generations`` is N. ``Result.trace`` has one entry per
 chain, ``{"chain": c, "nodes": [...]}``, its attempts in order; each node follows the package's
