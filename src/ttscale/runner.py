@@ -145,9 +145,6 @@ def select_problems(task: Any, config: RunConfig) -> list[Problem]:
         problems = problems[: config.limit]
     if not problems:
         raise ValueError(f"task {config.task!r} has no problems")
-    if config.shard is not None:
-        index, count = parse_shard(config.shard)
-        problems = problems[index::count]
     seen: set[str] = set()
     for p in problems:
         if p.id in seen:
@@ -251,7 +248,11 @@ def run(config: RunConfig, progress: bool = True, *, generator: Any = None,
                                "prm_resolved": prm, "revision_resolved": revision,
                                "run_key": key})
         done = store.done_ids(key)
-        todo = [(i, p) for i, p in enumerate(problems) if p.id not in done]
+        # a shard keeps each problem's position in the whole run (idx orders reports)
+        index, count = parse_shard(config.shard) if config.shard is not None else (0, 1)
+        mine = list(enumerate(problems))[index::count]
+        problems = [p for _, p in mine]
+        todo = [(i, p) for i, p in mine if p.id not in done]
         resumed = len(problems) - len(todo)
         if todo:
             if generator is None:
