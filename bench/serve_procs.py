@@ -7,17 +7,14 @@ the client's own Python does not compete with them for the GIL.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-import httpx
-
 from ttscale.serve.common import free_port
+from ttscale.serve.launch import server_process
 
 MODELS = Path(__file__).resolve().parents[1] / "src/ttscale/testbed/models"
 CLI = "import sys; from ttscale.cli import main; sys.exit(main())"
@@ -53,29 +50,9 @@ def policy_dir(path: str | None, hidden: int = 128, layers: int = 4,
 @contextmanager
 def process(args: list[str], health: str, timeout_s: float = 120.0) -> Iterator[None]:
     """Run ``ttscale ARGS`` until the block ends; wait until ``health`` answers 200."""
-    proc = subprocess.Popen([sys.executable, "-c", CLI, *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"ttscale {' '.join(args)} exited: {proc.stderr.read()}")
-            try:
-                if httpx.get(health, timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"ttscale {args[0]} did not start in {timeout_s} s")
-            time.sleep(0.2)
+    with server_process([sys.executable, "-c", CLI, *args], health, f"ttscale {args[0]}",
+                        timeout_s=timeout_s):
         yield
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @contextmanager

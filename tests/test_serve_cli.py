@@ -4,9 +4,7 @@ and answering the official openai client."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import time
 from contextlib import ExitStack, contextmanager
 
 import httpx
@@ -14,6 +12,7 @@ import pytest
 
 from ttscale.cli import main
 from ttscale.serve.common import free_port
+from ttscale.serve.launch import server_process
 
 CLI = "import sys; from ttscale.cli import main; sys.exit(main())"
 
@@ -35,23 +34,9 @@ def test_bad_serve_flags_are_one_line_errors(capsys, monkeypatch, argv, needle):
 
 @contextmanager
 def process(args, health):
-    proc = subprocess.Popen([sys.executable, "-c", CLI, *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, proc.stderr.read()
-            try:
-                if httpx.get(health, timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.2)
+    with server_process([sys.executable, "-c", CLI, *args], health, f"ttscale {args[0]}",
+                        timeout_s=90):
         yield
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
 
 
 def test_the_three_servers_work_together_from_the_command_line(tiny_policy_dir, tiny_prm_dir):

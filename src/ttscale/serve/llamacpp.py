@@ -13,18 +13,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import httpx
 
 from ttscale.serve.common import free_port
+from ttscale.serve.launch import server_process
 
 __all__ = ["SMOLLM2_FILE", "available", "find_gguf", "llamacpp_server"]
 
@@ -96,35 +91,7 @@ def llamacpp_server(model: Path | str | None = None, *, alias: str | None = None
         cmd += ["--model_alias", alias]
     if n_batch is not None:
         cmd += ["--n_batch", str(n_batch)]
-    # output goes to a file, not a pipe: llama.cpp logs a lot while loading, and a pipe nobody
-    # reads fills up and blocks the server before it ever answers
-    with tempfile.TemporaryFile(mode="w+") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
-        url = f"http://{host}:{port}/v1"
-        try:
-            _wait_until_up(proc, log, url, start_timeout_s)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def _wait_until_up(proc: subprocess.Popen, log: Any, url: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if proc.poll() is not None:
-            log.seek(0)
-            raise RuntimeError(f"llama.cpp server exited with {proc.returncode}: "
-                               f"{log.read()[-2000:]}")
-        try:
-            if httpx.get(url + "/models", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"llama.cpp server did not start in {timeout_s} s")
-        time.sleep(0.5)
+    url = f"http://{host}:{port}/v1"
+    with server_process(cmd, url + "/models", "llama.cpp server", timeout_s=start_timeout_s,
+                        poll_s=0.5):
+        yield url
