@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import assert_one_line_error, run_cli
 
-from ttscale.cli import main
 from ttscale.types import COST_KEYS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,22 +21,6 @@ def tiny_models(tiny_policy_dir, tiny_prm_dir) -> tuple[Path, Path]:
     """Real random-init Llama policy and token-classification PRM on the testbed tokenizer
     (shared session fixtures from conftest.py)."""
     return tiny_policy_dir, tiny_prm_dir
-
-
-def _run(capsys, argv: list[str]) -> tuple[int, str, str]:
-    code = main(argv)
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
-
-
-def _assert_one_line_error(code: int, err: str, *needles: str) -> None:
-    assert code != 0
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, f"expected one line on stderr, got: {err!r}"
-    assert lines[0].startswith("error: ")
-    assert "Traceback" not in err
-    for needle in needles:
-        assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
 
 
 # ---- end to end on real tiny models ------------------------------------------------------
@@ -55,7 +39,7 @@ def test_run_json_end_to_end_and_resume(capsys, tmp_path, tiny_models, strategy,
     argv = ["run", "--task", "testbed", "--strategy", strategy, "--budget", "4", "--limit", "3",
             "--seed", "1", "--out", str(out), "--policy", str(policy), "--prm", str(prm),
             "--json", *extra, *SMALL]
-    code, stdout, err = _run(capsys, argv)
+    code, stdout, err = run_cli(capsys, argv)
     assert code == 0, err
     summary = json.loads(stdout)  # exactly one JSON object on stdout
     assert summary["strategy"] == strategy and summary["budget"] == 4
@@ -88,7 +72,7 @@ def test_run_json_end_to_end_and_resume(capsys, tmp_path, tiny_models, strategy,
     db.close()
 
     # the same command again finds everything stored and recomputes nothing
-    code, stdout2, err = _run(capsys, argv)
+    code, stdout2, err = run_cli(capsys, argv)
     assert code == 0, err
     again = json.loads(stdout2)
     assert again["resumed"] == 3 and again["computed"] == 0
@@ -101,7 +85,7 @@ def test_revisions_load_the_configured_revision_model(capsys, tmp_path, tiny_mod
     base = ["run", "--task", "testbed", "--strategy", "revisions", "--budget", "2", "--limit",
             "2", "--out", str(tmp_path), "--policy", str(policy), "--prm", str(prm), "--json",
             *SMALL]
-    code, stdout, err = _run(capsys, [*base, "--revision", str(policy)])
+    code, stdout, err = run_cli(capsys, [*base, "--revision", str(policy)])
     assert code == 0, err
     with_reviser = json.loads(stdout)
     assert with_reviser["n_problems"] == 2 and with_reviser["cost"]["generations"] == 2 * 2
@@ -110,7 +94,7 @@ def test_revisions_load_the_configured_revision_model(capsys, tmp_path, tiny_mod
     db.close()
     assert [c["revision_resolved"] for c in configs] == [str(policy)]
     # without a revision model the policy revises itself: another run, not a resume of this one
-    code, stdout, err = _run(capsys, base)
+    code, stdout, err = run_cli(capsys, base)
     assert code == 0, err
     self_revising = json.loads(stdout)
     assert self_revising["run_key"] != with_reviser["run_key"]
@@ -122,12 +106,12 @@ def test_run_table_output_and_recipe(capsys, tmp_path, tiny_models):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"task: testbed\nstrategy: majority\nbudget: 2\nlimit: 2\n"
                       f"policy: {policy}\nout: {tmp_path / 'o'}\nmax_solution_tokens: 30\n")
-    code, stdout, err = _run(capsys, ["run", "--config", str(recipe), "--no-progress"])
+    code, stdout, err = run_cli(capsys, ["run", "--config", str(recipe), "--no-progress"])
     assert code == 0, err
     assert "accuracy" in stdout and "majority" in stdout
     # a flag overrides the recipe, and a different budget is a different run (nothing resumed)
-    code, stdout, err = _run(capsys, ["run", "--config", str(recipe), "--budget", "3", "--json",
-                                      "--no-progress"])
+    code, stdout, err = run_cli(capsys, ["run", "--config", str(recipe), "--budget", "3", "--json",
+                                         "--no-progress"])
     assert code == 0, err
     summary = json.loads(stdout)
     assert summary["budget"] == 3 and summary["resumed"] == 0
@@ -138,19 +122,19 @@ def test_out_path_that_is_a_file(capsys, tmp_path, tiny_models):
     policy, _ = tiny_models
     f = tmp_path / "not-a-dir"
     f.write_text("x")
-    code, _, err = _run(capsys, ["run", "--task", "testbed", "--strategy", "majority",
-                                 "--budget", "2", "--limit", "1", "--policy", str(policy),
-                                 "--out", str(f)])
-    _assert_one_line_error(code, err, "not a folder")
+    code, _, err = run_cli(capsys, ["run", "--task", "testbed", "--strategy", "majority",
+                                    "--budget", "2", "--limit", "1", "--policy", str(policy),
+                                    "--out", str(f)])
+    assert_one_line_error(code, err, "not a folder")
 
 
 def test_corrupt_database(capsys, tmp_path, tiny_models):
     policy, _ = tiny_models
     (tmp_path / "ttscale.db").write_bytes(b"garbage" * 1000)
-    code, _, err = _run(capsys, ["run", "--task", "testbed", "--strategy", "majority",
-                                 "--budget", "2", "--limit", "1", "--policy", str(policy),
-                                 "--out", str(tmp_path)])
-    _assert_one_line_error(code, err, "not a usable ttscale database")
+    code, _, err = run_cli(capsys, ["run", "--task", "testbed", "--strategy", "majority",
+                                    "--budget", "2", "--limit", "1", "--policy", str(policy),
+                                    "--out", str(tmp_path)])
+    assert_one_line_error(code, err, "not a usable ttscale database")
 
 
 # ---- errors: one line, non-zero exit, no traceback ---------------------------------------
@@ -159,102 +143,102 @@ BASE = ["run", "--task", "testbed", "--strategy", "majority", "--budget", "2", "
 
 
 def test_unknown_flag(capsys):
-    code, _, err = _run(capsys, ["run", "--bogus"])
-    _assert_one_line_error(code, err, "--bogus")
+    code, _, err = run_cli(capsys, ["run", "--bogus"])
+    assert_one_line_error(code, err, "--bogus")
     assert code == 2
 
 
 def test_bad_flag_value(capsys):
-    code, _, err = _run(capsys, ["run", "--task", "testbed", "--strategy", "majority",
-                                 "--budget", "many"])
-    _assert_one_line_error(code, err, "--budget")
+    code, _, err = run_cli(capsys, ["run", "--task", "testbed", "--strategy", "majority",
+                                    "--budget", "many"])
+    assert_one_line_error(code, err, "--budget")
 
 
 def test_unknown_command(capsys):
-    code, _, err = _run(capsys, ["frobnicate"])
-    _assert_one_line_error(code, err, "frobnicate")
+    code, _, err = run_cli(capsys, ["frobnicate"])
+    assert_one_line_error(code, err, "frobnicate")
 
 
 def test_missing_required(capsys):
-    code, _, err = _run(capsys, ["run", "--task", "testbed", "--strategy", "majority"])
-    _assert_one_line_error(code, err, "budget")
+    code, _, err = run_cli(capsys, ["run", "--task", "testbed", "--strategy", "majority"])
+    assert_one_line_error(code, err, "budget")
 
 
 def test_unknown_strategy(capsys, tmp_path):
-    code, _, err = _run(capsys, ["run", "--task", "testbed", "--strategy", "telepathy",
-                                 "--budget", "2", "--out", str(tmp_path)])
-    _assert_one_line_error(code, err, "unknown strategy 'telepathy'", "majority")
+    code, _, err = run_cli(capsys, ["run", "--task", "testbed", "--strategy", "telepathy",
+                                    "--budget", "2", "--out", str(tmp_path)])
+    assert_one_line_error(code, err, "unknown strategy 'telepathy'", "majority")
     assert not (tmp_path / "ttscale.db").exists()  # failed before writing anything
 
 
 def test_missing_policy_path(capsys, tmp_path):
-    code, _, err = _run(capsys, [*BASE, "--policy", str(tmp_path / "nope"),
-                                 "--out", str(tmp_path)])
-    _assert_one_line_error(code, err, "policy", str(tmp_path / "nope"))
+    code, _, err = run_cli(capsys, [*BASE, "--policy", str(tmp_path / "nope"),
+                                    "--out", str(tmp_path)])
+    assert_one_line_error(code, err, "policy", str(tmp_path / "nope"))
 
 
 def test_missing_prm_path(capsys, tmp_path, tiny_models):
     policy, _ = tiny_models
-    code, _, err = _run(capsys, ["run", "--task", "testbed", "--strategy", "beam", "--budget",
-                                 "4", "--policy", str(policy), "--prm", str(tmp_path / "nope"),
-                                 "--out", str(tmp_path)])
-    _assert_one_line_error(code, err, "PRM", str(tmp_path / "nope"))
+    code, _, err = run_cli(capsys, ["run", "--task", "testbed", "--strategy", "beam", "--budget",
+                                    "4", "--policy", str(policy), "--prm", str(tmp_path / "nope"),
+                                    "--out", str(tmp_path)])
+    assert_one_line_error(code, err, "PRM", str(tmp_path / "nope"))
 
 
 def test_missing_testbed_model_names_the_fix(capsys, tmp_path, monkeypatch):
     import ttscale.testbed.paths as paths
 
     monkeypatch.setattr(paths, "models_dir", lambda: tmp_path / "models")
-    code, _, err = _run(capsys, [*BASE, "--out", str(tmp_path)])
-    _assert_one_line_error(code, err, "testbed model 'policy-small' not found",
-                           "ttscale testbed train")
+    code, _, err = run_cli(capsys, [*BASE, "--out", str(tmp_path)])
+    assert_one_line_error(code, err, "testbed model 'policy-small' not found",
+                          "ttscale testbed train")
 
 
 def test_unknown_task_file(capsys, tmp_path):
-    code, _, err = _run(capsys, ["run", "--task", str(tmp_path / "nope.jsonl"), "--strategy",
-                                 "majority", "--budget", "2", "--out", str(tmp_path)])
-    _assert_one_line_error(code, err, "nope.jsonl")
+    code, _, err = run_cli(capsys, ["run", "--task", str(tmp_path / "nope.jsonl"), "--strategy",
+                                    "majority", "--budget", "2", "--out", str(tmp_path)])
+    assert_one_line_error(code, err, "nope.jsonl")
 
 
 def test_malformed_task_file(capsys, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"problem": "1+1?", "answer": "2"}\nnot json\n')
-    code, _, err = _run(capsys, ["run", "--task", str(bad), "--strategy", "majority",
-                                 "--budget", "2", "--out", str(tmp_path)])
-    _assert_one_line_error(code, err, "bad.jsonl")
+    code, _, err = run_cli(capsys, ["run", "--task", str(bad), "--strategy", "majority",
+                                    "--budget", "2", "--out", str(tmp_path)])
+    assert_one_line_error(code, err, "bad.jsonl")
 
 
 def test_missing_config_file(capsys, tmp_path):
-    code, _, err = _run(capsys, ["run", "--config", str(tmp_path / "none.yaml")])
-    _assert_one_line_error(code, err, "config file", "none.yaml", "not found")
+    code, _, err = run_cli(capsys, ["run", "--config", str(tmp_path / "none.yaml")])
+    assert_one_line_error(code, err, "config file", "none.yaml", "not found")
 
 
 def test_malformed_yaml_names_the_line(capsys, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("task: testbed\nstrategy: [beam\nbudget: 4\n")
-    code, _, err = _run(capsys, ["run", "--config", str(bad)])
-    _assert_one_line_error(code, err, "bad.yaml", "line", "invalid YAML")
+    code, _, err = run_cli(capsys, ["run", "--config", str(bad)])
+    assert_one_line_error(code, err, "bad.yaml", "line", "invalid YAML")
 
 
 def test_recipe_that_is_not_a_mapping(capsys, tmp_path):
     bad = tmp_path / "list.yaml"
     bad.write_text("- task\n- testbed\n")
-    code, _, err = _run(capsys, ["run", "--config", str(bad)])
-    _assert_one_line_error(code, err, "list.yaml", "mapping")
+    code, _, err = run_cli(capsys, ["run", "--config", str(bad)])
+    assert_one_line_error(code, err, "list.yaml", "mapping")
 
 
 def test_unknown_key_in_recipe(capsys, tmp_path):
     bad = tmp_path / "typo.yaml"
     bad.write_text("task: testbed\nstrategy: beam\nbugdet: 4\n")
-    code, _, err = _run(capsys, ["run", "--config", str(bad)])
-    _assert_one_line_error(code, err, "'bugdet'", "typo.yaml", "did you mean 'budget'")
+    code, _, err = run_cli(capsys, ["run", "--config", str(bad)])
+    assert_one_line_error(code, err, "'bugdet'", "typo.yaml", "did you mean 'budget'")
 
 
 def test_bad_type_in_recipe(capsys, tmp_path):
     bad = tmp_path / "type.yaml"
     bad.write_text("task: testbed\nstrategy: beam\nbudget: lots\n")
-    code, _, err = _run(capsys, ["run", "--config", str(bad)])
-    _assert_one_line_error(code, err, "'budget'", "type.yaml", "lots")
+    code, _, err = run_cli(capsys, ["run", "--config", str(bad)])
+    assert_one_line_error(code, err, "'budget'", "type.yaml", "lots")
 
 
 @pytest.mark.parametrize("item,needle", [
@@ -267,13 +251,13 @@ def test_bad_type_in_recipe(capsys, tmp_path):
     ("temperature=-1", "'temperature'"),
 ])
 def test_bad_set(capsys, item, needle):
-    code, _, err = _run(capsys, [*BASE, "--set", item])
-    _assert_one_line_error(code, err, needle)
+    code, _, err = run_cli(capsys, [*BASE, "--set", item])
+    assert_one_line_error(code, err, needle)
 
 
 def test_placeholder_recipe_is_reported(capsys):
-    code, _, err = _run(capsys, ["run", "--config", str(REPO / "recipes" / "math500-vllm.yaml")])
-    _assert_one_line_error(code, err, "placeholder", "'task'")
+    code, _, err = run_cli(capsys, ["run", "--config", str(REPO / "recipes" / "math500-vllm.yaml")])
+    assert_one_line_error(code, err, "placeholder", "'task'")
 
 
 def test_shipped_recipes_parse():
@@ -331,14 +315,14 @@ def test_grade_cli(capsys, tmp_path):
     src = tmp_path / "in.jsonl"
     src.write_text('{"pred": "1/2", "gold": "0.5"}\n{"pred": "17", "gold": "23"}\n'
                    '{"pred": null, "gold": "3"}\n')
-    code, stdout, err = _run(capsys, ["grade", "--in", str(src)])
+    code, stdout, err = run_cli(capsys, ["grade", "--in", str(src)])
     assert code == 0, err
     lines = [json.loads(line) for line in stdout.splitlines()]
     assert [x["equal"] for x in lines] == [True, False, False]
     assert all({"reason", "seconds"} <= set(x) for x in lines)
 
     out = tmp_path / "graded.jsonl"
-    code, stdout, err = _run(capsys, ["grade", "--in", str(src), "--out", str(out), "--json"])
+    code, stdout, err = run_cli(capsys, ["grade", "--in", str(src), "--out", str(out), "--json"])
     assert code == 0, err
     summary = json.loads(stdout)
     assert summary["n"] == 3 and summary["n_equal"] == 1
@@ -346,14 +330,14 @@ def test_grade_cli(capsys, tmp_path):
 
 
 def test_grade_errors(capsys, tmp_path):
-    code, _, err = _run(capsys, ["grade", "--in", str(tmp_path / "none.jsonl")])
-    _assert_one_line_error(code, err, "none.jsonl", "not found")
+    code, _, err = run_cli(capsys, ["grade", "--in", str(tmp_path / "none.jsonl")])
+    assert_one_line_error(code, err, "none.jsonl", "not found")
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"pred": "1", "gold": "1"}\n{"pred": "1"\n')
-    code, _, err = _run(capsys, ["grade", "--in", str(bad)])
-    _assert_one_line_error(code, err, "bad.jsonl", "2")
-    code, _, err = _run(capsys, ["grade"])
-    _assert_one_line_error(code, err, "--in")
+    code, _, err = run_cli(capsys, ["grade", "--in", str(bad)])
+    assert_one_line_error(code, err, "bad.jsonl", "2")
+    code, _, err = run_cli(capsys, ["grade"])
+    assert_one_line_error(code, err, "--in")
 
 
 def test_console_script_errors_are_one_line():
@@ -363,6 +347,6 @@ def test_console_script_errors_are_one_line():
                                             "from ttscale.cli import app; app()"]
     p = subprocess.run([*cmd, "run", "--budget", "x"], capture_output=True, text=True,
                        timeout=60)
-    _assert_one_line_error(p.returncode, p.stderr, "--budget")
+    assert_one_line_error(p.returncode, p.stderr, "--budget")
     p = subprocess.run([*cmd, "--help"], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and "run" in p.stdout and "grade" in p.stdout

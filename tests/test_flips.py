@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_helpers import assert_one_line_error, run_cli
 
 from ttscale.analysis.revisions import (
     by_difficulty_label,
@@ -18,7 +19,6 @@ from ttscale.analysis.revisions import (
     records_from_results,
     revision_flips,
 )
-from ttscale.cli import main
 from ttscale.config import build_config
 from ttscale.runner import run
 from ttscale.store.sqlite import Store
@@ -44,22 +44,9 @@ def store_dir(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     return out, keys
 
 
-def _cli(capsys, argv: list[str]) -> tuple[int, str, str]:
-    code = main(argv)
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
-
-
-def _one_line_error(code: int, out: str, err: str, needle: str) -> None:
-    assert code == 1 and out == ""
-    lines = [x for x in err.splitlines() if x.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert needle in lines[0] and "Traceback" not in err
-
-
 def test_json_is_revision_flips_of_the_stored_results(capsys, store_dir):
     out, keys = store_dir
-    code, stdout, err = _cli(capsys, ["flips", str(out), "--json", "--by-difficulty"])
+    code, stdout, err = run_cli(capsys, ["flips", str(out), "--json", "--by-difficulty"])
     assert code == 0, err
     report = json.loads(stdout)
     runs = {r["run_key"]: r for r in report["runs"]}
@@ -87,13 +74,13 @@ def test_json_is_revision_flips_of_the_stored_results(capsys, store_dir):
 
 def test_one_run_by_key_and_the_tables(capsys, store_dir):
     out, keys = store_dir
-    code, stdout, err = _cli(capsys, ["flips", str(out), "--run-key", keys["revisions"],
-                                      "--json"])
+    code, stdout, err = run_cli(capsys, ["flips", str(out), "--run-key", keys["revisions"],
+                                         "--json"])
     assert code == 0, err
     report = json.loads(stdout)
     assert [r["run_key"] for r in report["runs"]] == [keys["revisions"]]
     assert "by_difficulty" not in report["runs"][0]
-    code, text, err = _cli(capsys, ["flips", str(out), "--by-difficulty"])
+    code, text, err = run_cli(capsys, ["flips", str(out), "--by-difficulty"])
     assert code == 0, err
     for needle in ("revisions N=4 L=4", "combined N=8", "correct->incorrect", "seed",
                    "difficulty", keys["revisions"], "ttscale.db"):
@@ -115,21 +102,26 @@ def test_caching_grader_grades_each_pair_once():
 
 def test_errors_are_one_line(capsys, store_dir, tmp_path):
     out, keys = store_dir
-    code, o, e = _cli(capsys, ["flips", str(tmp_path / "nope")])
-    _one_line_error(code, o, e, "is not a folder")
+    code, o, e = run_cli(capsys, ["flips", str(tmp_path / "nope")])
+    assert code == 1 and o == ""
+    assert_one_line_error(code, e, "is not a folder")
     empty = tmp_path / "empty"
     empty.mkdir()
-    code, o, e = _cli(capsys, ["flips", str(empty)])
-    _one_line_error(code, o, e, "no ttscale.db in")
+    code, o, e = run_cli(capsys, ["flips", str(empty)])
+    assert code == 1 and o == ""
+    assert_one_line_error(code, e, "no ttscale.db in")
     assert not (empty / "ttscale.db").exists()  # a wrong folder is not turned into a store
-    code, o, e = _cli(capsys, ["flips", str(out), "--run-key", "0123abcd"])
-    _one_line_error(code, o, e, "no run with key '0123abcd'")
+    code, o, e = run_cli(capsys, ["flips", str(out), "--run-key", "0123abcd"])
+    assert code == 1 and o == ""
+    assert_one_line_error(code, e, "no run with key '0123abcd'")
     assert keys["revisions"] in e
-    code, o, e = _cli(capsys, ["flips", str(out), "--run-key", keys["majority"]])
-    _one_line_error(code, o, e, "is a 'majority' run")
+    code, o, e = run_cli(capsys, ["flips", str(out), "--run-key", keys["majority"]])
+    assert code == 1 and o == ""
+    assert_one_line_error(code, e, "is a 'majority' run")
     only_majority = tmp_path / "maj"
     _run_into(only_majority, "majority", 1)
     capsys.readouterr()  # the model loading's progress
-    code, o, e = _cli(capsys, ["flips", str(only_majority), "--json"])
-    _one_line_error(code, o, e, "no revisions or combined run")
+    code, o, e = run_cli(capsys, ["flips", str(only_majority), "--json"])
+    assert code == 1 and o == ""
+    assert_one_line_error(code, e, "no revisions or combined run")
     assert "majority N=1" in e

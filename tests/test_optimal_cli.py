@@ -12,12 +12,12 @@ import re
 from pathlib import Path
 
 import pytest
+from cli_helpers import assert_one_line_error, run_cli
 from fakes import FakeGenerator, FakeScorer
 
 from ttscale.analysis.cli import build_sweep_config
 from ttscale.analysis.curves import scale_pool_cost
 from ttscale.analysis.sweep import Parts, sweep
-from ttscale.cli import main
 from ttscale.optimal.cli import flops_matched
 from ttscale.optimal.data import load_sweep
 from ttscale.optimal.policy_table import load_table
@@ -40,12 +40,6 @@ def _make_sweep(out: Path, strategies: str, budgets: str, limit: int) -> Path:
 def sweep_dir(tmp_path_factory) -> Path:
     return _make_sweep(tmp_path_factory.mktemp("osweep"),
                        "majority,best-of-n,weighted-best-of-n,beam-m4,dvts", "1,4,16", 20)
-
-
-def _run(capsys, argv):
-    code = main(argv)
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
 
 
 def test_per_question_tables_agree_with_the_sweep_summary(sweep_dir):
@@ -94,8 +88,9 @@ def test_charged_points_add_the_probe_and_subtract_what_is_reused(sweep_dir):
 
 def test_optimal_cli_builds_a_table_and_the_analysis(sweep_dir, tmp_path, capsys):
     table_path = tmp_path / "t" / "policy.json"
-    code, out, err = _run(capsys, ["optimal", "--sweep", str(sweep_dir), "--out", str(table_path),
-                                   "--bins", "oracle", "--bootstrap", "25", "--json"])
+    code, out, err = run_cli(capsys, ["optimal", "--sweep", str(sweep_dir), "--out",
+                                      str(table_path), "--bins", "oracle", "--bootstrap", "25",
+                                      "--json"])
     assert code == 0, err
     res = json.loads(out)
     assert res["table"] == str(table_path) and res["table_bins"] == "oracle"
@@ -130,8 +125,8 @@ def test_optimal_cli_builds_a_table_and_the_analysis(sweep_dir, tmp_path, capsys
             assert e.options == data.points[(e.label, int(n))].options
 
     # the human-readable form names both bin kinds and the files
-    code, text, err = _run(capsys, ["optimal", "--sweep", str(sweep_dir), "--out",
-                                    str(tmp_path / "p2.json"), "--bootstrap", "0"])
+    code, text, err = run_cli(capsys, ["optimal", "--sweep", str(sweep_dir), "--out",
+                                       str(tmp_path / "p2.json"), "--bootstrap", "0"])
     assert code == 0, err
     assert "predicted" in text and "oracle" in text and "p2.json" in text
     assert load_table(tmp_path / "p2.json").bins.kind == "predicted"
@@ -140,8 +135,8 @@ def test_optimal_cli_builds_a_table_and_the_analysis(sweep_dir, tmp_path, capsys
 def test_report_gains_the_frontier_and_flops_sections(sweep_dir, tmp_path, capsys):
     # without optimal.json / flops.json the page is as before (tests/test_report.py)
     assert optimal_section(None) == "" and flops_section(None) == ""
-    code, _, err = _run(capsys, ["optimal", "--sweep", str(sweep_dir), "--out",
-                                 str(tmp_path / "p.json"), "--bootstrap", "5", "--json"])
+    code, _, err = run_cli(capsys, ["optimal", "--sweep", str(sweep_dir), "--out",
+                                    str(tmp_path / "p.json"), "--bootstrap", "5", "--json"])
     assert code == 0, err
     large = FakeGenerator(accuracy=lambda k: 0.97 ** (2 * k), num_parameters=14000)
     res = flops_matched(load_sweep(sweep_dir), "fake-large", generator=large)
@@ -191,17 +186,17 @@ def test_flops_compares_with_the_large_model_and_resumes(sweep_dir):
 
 
 def test_flops_cli_on_a_real_tiny_large_model(sweep_dir, tmp_path, capsys, tiny_policy_dir):
-    code, out, err = _run(capsys, ["optimal", "flops", "--sweep", str(sweep_dir), "--large",
-                                   str(tiny_policy_dir), "--multiplier", "14", "--r", "0.79",
-                                   "--json", "--no-progress"])
+    code, out, err = run_cli(capsys, ["optimal", "flops", "--sweep", str(sweep_dir), "--large",
+                                      str(tiny_policy_dir), "--multiplier", "14", "--r", "0.79",
+                                      "--json", "--no-progress"])
     assert code == 0, err
     res = json.loads(out)
     assert res["large"] == str(tiny_policy_dir) and res["computed"] == 20
     assert [r["bin"] for r in res["rows"]][0] == "all"
     assert all(r["large_flops"] > 0 for r in res["rows"])
-    code, text, err = _run(capsys, ["optimal", "flops", "--sweep", str(sweep_dir), "--large",
-                                    str(tiny_policy_dir), "--multiplier", "14", "--r", "0.79",
-                                    "--no-progress"])
+    code, text, err = run_cli(capsys, ["optimal", "flops", "--sweep", str(sweep_dir), "--large",
+                                       str(tiny_policy_dir), "--multiplier", "14", "--r", "0.79",
+                                       "--no-progress"])
     assert code == 0, err
     assert "FLOPs-matched" in text and "flops.json" in text
     (sweep_dir / "flops.json").unlink()
@@ -230,17 +225,15 @@ def test_flops_cli_on_a_real_tiny_large_model(sweep_dir, tmp_path, capsys, tiny_
 def test_cli_errors_are_one_line(capsys, sweep_dir, tmp_path, argv, needle):
     argv = [a.replace("SWEEP", str(sweep_dir)).replace("TMP", str(tmp_path)) for a in argv]
     argv = [str(tmp_path / a) if a == "x.json" else a for a in argv]
-    code, out, err = _run(capsys, argv)
-    assert code != 0 and out == ""
-    lines = [x for x in err.splitlines() if x.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert needle in lines[0], lines[0]
+    code, out, err = run_cli(capsys, argv)
+    assert out == ""
+    assert_one_line_error(code, err, needle)
     assert not (tmp_path / "x.json").exists()
 
 
 def test_a_sweep_without_a_scored_pool_is_refused(tmp_path, capsys):
     out = _make_sweep(tmp_path / "maj", "majority", "1,4", 6)
-    code, stdout, err = _run(capsys, ["optimal", "--sweep", str(out), "--out",
-                                      str(tmp_path / "p.json")])
+    code, stdout, err = run_cli(capsys, ["optimal", "--sweep", str(out), "--out",
+                                         str(tmp_path / "p.json")])
     assert code == 1 and stdout == ""
     assert "no PRM-scored pool" in err and len(err.strip().splitlines()) == 1

@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_cli
 from fakes import FakeGenerator, FakeReviser, FakeScorer
 
 from ttscale.analysis import plan as plan_mod
@@ -24,7 +25,6 @@ from ttscale.analysis.cli import build_sweep_config
 from ttscale.analysis.curves import curve, oracle_curve, question_seed, scale_pool_cost
 from ttscale.analysis.pools import PoolSample
 from ttscale.analysis.sweep import Parts, sweep
-from ttscale.cli import main
 from ttscale.types import COST_KEYS, Cost
 
 # ---- brute force, written independently of analysis/ ---------------------------------------
@@ -519,12 +519,6 @@ def test_a_majority_only_sweep_needs_no_prm(tmp_path):
 # ---- CLI ---------------------------------------------------------------------------------
 
 
-def _run(capsys, argv):
-    code = main(argv)
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
-
-
 @pytest.mark.parametrize("argv, needle", [
     (["sweep", "--task", "testbed", "--strategies", "majority,bogus"], "unknown strategy 'bogus'"),
     (["sweep", "--task", "testbed", "--budgets", "1,0"], "--budgets: '0'"),
@@ -542,7 +536,7 @@ def _run(capsys, argv):
     (["sweep", "--task", "testbed", "--policy", "/nonexistent/policy"], "/nonexistent/policy"),
 ])
 def test_cli_errors_are_one_line(capsys, tmp_path, argv, needle):
-    code, out, err = _run(capsys, [*argv, "--out", str(tmp_path / "o"), "--no-progress"])
+    code, out, err = run_cli(capsys, [*argv, "--out", str(tmp_path / "o"), "--no-progress"])
     assert code != 0 and out == ""
     lines = [x for x in err.splitlines() if x.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), err
@@ -557,7 +551,7 @@ def test_cli_sweep_on_real_tiny_models(capsys, tmp_path, tiny_policy_dir, tiny_p
             "--policy", str(tiny_policy_dir), "--prm", str(tiny_prm_dir),
             "--set", "max_solution_tokens=16", "--set", "max_step_tokens=6",
             "--set", "max_rounds=3", "--json", "--no-progress"]
-    code, stdout, err = _run(capsys, argv)
+    code, stdout, err = run_cli(capsys, argv)
     assert code == 0, err
     summary = json.loads(stdout)
     assert summary == json.loads((out / "sweep.json").read_text())
@@ -569,13 +563,13 @@ def test_cli_sweep_on_real_tiny_models(capsys, tmp_path, tiny_policy_dir, tiny_p
             assert e["cost"]["generated_tokens"] > 0
     assert summary["results"]["beam-m4"]["4"]["cost"]["prm_tokens"] > 0
     # a rerun resumes everything and prints the same numbers
-    code, stdout2, err = _run(capsys, argv)
+    code, stdout2, err = run_cli(capsys, argv)
     assert code == 0, err
     again = json.loads(stdout2)
     assert again["pool"]["computed"] == 0 and again["results"]["beam-m4"]["4"]["computed"] == 0
     assert _without_times(again) == _without_times(summary)
     # the table form names every strategy and the summary file
-    code, text, err = _run(capsys, argv[:-2] + ["--no-progress"])
+    code, text, err = run_cli(capsys, argv[:-2] + ["--no-progress"])
     assert code == 0 and "beam-m4" in text and "sweep.json" in text
 
 
@@ -590,7 +584,7 @@ def test_cli_revision_sweep_on_the_shipped_testbed_models(capsys, tmp_path):
     argv = ["sweep", "--task", "testbed", "--strategies",
             "weighted-best-of-n,revisions-par,revisions-seq", "--budgets", "1,4", "--limit", "3",
             "--seed", "1", "--out", str(out), "--json", "--no-progress"]
-    code, stdout, err = _run(capsys, argv)
+    code, stdout, err = run_cli(capsys, argv)
     assert code == 0, err
     summary = json.loads(stdout)
     shipped = resolve_model("testbed:revision", "revision")

@@ -5,25 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from cli_helpers import assert_one_line_error, run_cli
 
-from ttscale.cli import main
 from ttscale.train.cli import unescape
 from ttscale.verifiers.hf_prm import TokenClassificationPRM
-
-
-def _run(capsys, argv: list[str]) -> tuple[int, str, str]:
-    code = main(argv)
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
-
-
-def _assert_one_line_error(code: int, err: str, *needles: str) -> None:
-    assert code != 0
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, f"expected one line on stderr, got: {err!r}"
-    assert lines[0].startswith("error: ") and "Traceback" not in err
-    for needle in needles:
-        assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
 
 
 @pytest.mark.parametrize("verb,flags", [
@@ -33,7 +18,7 @@ def _assert_one_line_error(code: int, err: str, *needles: str) -> None:
     (["label"], ["--policy", "--out", "--samples", "--rollouts", "--limit"]),
 ])
 def test_help(capsys, verb, flags):
-    code, out, err = _run(capsys, [*verb, "--help"])
+    code, out, err = run_cli(capsys, [*verb, "--help"])
     assert code == 0, err
     for flag in flags:
         assert flag in out
@@ -43,38 +28,38 @@ def test_train_prm_missing_init_dir(capsys, tmp_path):
     labels = tmp_path / "labels.jsonl"
     labels.write_text("{}\n")
     missing = tmp_path / "no-model"
-    code, _, err = _run(capsys, ["train", "prm", "--init", str(missing), "--labels", str(labels),
-                                 "--out", str(tmp_path / "out")])
-    _assert_one_line_error(code, err, "init", str(missing), "config.json")
+    code, _, err = run_cli(capsys, ["train", "prm", "--init", str(missing), "--labels", str(labels),
+                                    "--out", str(tmp_path / "out")])
+    assert_one_line_error(code, err, "init", str(missing), "config.json")
 
 
 def test_train_prm_missing_labels_file(capsys, tmp_path, tiny_policy_dir):
     missing = tmp_path / "nope.jsonl"
-    code, _, err = _run(capsys, ["train", "prm", "--init", str(tiny_policy_dir), "--labels",
-                                 str(missing), "--out", str(tmp_path / "out")])
-    _assert_one_line_error(code, err, "labels file", str(missing))
+    code, _, err = run_cli(capsys, ["train", "prm", "--init", str(tiny_policy_dir), "--labels",
+                                    str(missing), "--out", str(tmp_path / "out")])
+    assert_one_line_error(code, err, "labels file", str(missing))
     assert not (tmp_path / "out").exists()
 
 
 def test_train_prm_bad_label_line(capsys, tmp_path, tiny_policy_dir):
     labels = tmp_path / "labels.jsonl"
     labels.write_text('{"problem_id": "p", "solutions": []}\n{"problem_id": "q"}\n')
-    code, _, err = _run(capsys, ["train", "prm", "--init", str(tiny_policy_dir), "--labels",
-                                 str(labels), "--out", str(tmp_path / "out")])
-    _assert_one_line_error(code, err, f"{labels}:2")
+    code, _, err = run_cli(capsys, ["train", "prm", "--init", str(tiny_policy_dir), "--labels",
+                                    str(labels), "--out", str(tmp_path / "out")])
+    assert_one_line_error(code, err, f"{labels}:2")
 
 
 def test_label_missing_policy(capsys, tmp_path):
-    code, _, err = _run(capsys, ["label", "--policy", str(tmp_path / "none"), "--out",
-                                 str(tmp_path / "out")])
-    _assert_one_line_error(code, err, "policy", "config.json")
+    code, _, err = run_cli(capsys, ["label", "--policy", str(tmp_path / "none"), "--out",
+                                    str(tmp_path / "out")])
+    assert_one_line_error(code, err, "policy", "config.json")
 
 
 def test_label_end_to_end_resumes_then_trains_a_prm(capsys, tmp_path, tiny_policy_dir):
     out = tmp_path / "labels"
     argv = ["label", "--policy", str(tiny_policy_dir), "--out", str(out), "--limit", "2",
             "--samples", "2", "--rollouts", "2", "--max-tokens", "24", "--seed", "3"]
-    code, stdout, err = _run(capsys, argv)
+    code, stdout, err = run_cli(capsys, argv)
     assert code == 0, err
     assert "labelled 2 new questions" in stdout
     path = out / "labels.jsonl"
@@ -91,7 +76,7 @@ def test_label_end_to_end_resumes_then_trains_a_prm(capsys, tmp_path, tiny_polic
             assert all(x in (0.0, 0.5, 1.0) for x in sol["soft"])  # 2 rollouts a prefix
     before = path.read_bytes()
 
-    code, stdout, err = _run(capsys, argv)  # rerun: everything is done already
+    code, stdout, err = run_cli(capsys, argv)  # rerun: everything is done already
     assert code == 0, err
     assert "labelled 0 new questions" in stdout
     assert path.read_bytes() == before
@@ -101,9 +86,9 @@ def test_label_end_to_end_resumes_then_trains_a_prm(capsys, tmp_path, tiny_polic
                       for s in r["solutions"] if s["steps"]})
     assert n_examples > 0  # random text of 24 characters is at least one step
     prm = tmp_path / "prm"
-    code, stdout, err = _run(capsys, ["train", "prm", "--init", str(tiny_policy_dir),
-                                      "--labels", str(path), "--out", str(prm),
-                                      "--epochs", "1", "--batch-size", "4"])
+    code, stdout, err = run_cli(capsys, ["train", "prm", "--init", str(tiny_policy_dir),
+                                         "--labels", str(path), "--out", str(prm),
+                                         "--epochs", "1", "--batch-size", "4"])
     assert code == 0, err
     assert f"'examples': {n_examples}," in stdout
     scorer = TokenClassificationPRM.from_pretrained(prm)
@@ -125,9 +110,9 @@ def test_train_prm_records_the_unescaped_delimiter(capsys, tmp_path, tiny_policy
         {"steps": ["a:10+1=12", "A:12"], "soft": [0.0, 0.0]}]}
     labels.write_text(json.dumps(rec) + "\n")
     out = tmp_path / "prm"
-    code, _, err = _run(capsys, ["train", "prm", "--init", str(tiny_policy_dir), "--labels",
-                                 str(labels), "--out", str(out), "--epochs", "1",
-                                 "--delimiter", "ки\\n"])
+    code, _, err = run_cli(capsys, ["train", "prm", "--init", str(tiny_policy_dir), "--labels",
+                                    str(labels), "--out", str(out), "--epochs", "1",
+                                    "--delimiter", "ки\\n"])
     assert code == 0, err
     meta = json.loads((out / "config.json").read_text(encoding="utf-8"))["ttscale"]
     assert meta["step_delimiter"] == "ки\n"
@@ -148,8 +133,8 @@ def test_train_policy_from_a_float16_checkpoint_trains_in_float32(capsys, tmp_pa
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps({"prompt": "Q:12a+3\n", "completion": "a:12+3=15\nA:15\n"})
                             + "\n" for _ in range(8)))
-    code, _, err = _run(capsys, ["train", "policy", "--init", str(half), "--data", str(data),
-                                 "--out", str(tmp_path / "out"), "--batch-size", "4"])
+    code, _, err = run_cli(capsys, ["train", "policy", "--init", str(half), "--data", str(data),
+                                    "--out", str(tmp_path / "out"), "--batch-size", "4"])
     assert code == 0, err
     trained = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
     assert trained.dtype == torch.float32
