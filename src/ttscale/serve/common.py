@@ -28,8 +28,8 @@ M = TypeVar("M", bound=BaseModel)
 
 log = logging.getLogger("ttscale.serve")
 
-__all__ = ["ApiError", "ServerThread", "check_api_key", "error_response", "free_port",
-           "install_error_handlers", "read_json", "validate"]
+__all__ = ["ApiError", "ServerThread", "check_api_key", "check_model", "error_response",
+           "free_port", "install_error_handlers", "read_json", "validate"]
 
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
           404: "not_found_error", 413: "invalid_request_error", 422: "invalid_request_error",
@@ -77,6 +77,13 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return error_response(500, "internal server error (see the server log)")
+
+
+def check_model(requested: str | None, served: str) -> None:
+    """Raise 404 when a request names a model other than the one served (no name: fine)."""
+    if requested is not None and requested != served:
+        raise ApiError(404, f"model {requested!r} is not served here; this server serves "
+                       f"{served!r}", "model_not_found", "model")
 
 
 def check_api_key(request: Request, keys: Iterable[str] | None) -> None:

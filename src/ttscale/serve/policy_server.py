@@ -34,6 +34,7 @@ from starlette.concurrency import run_in_threadpool
 from ttscale.serve.common import (
     ApiError,
     check_api_key,
+    check_model,
     install_error_handlers,
     read_json,
     validate,
@@ -96,9 +97,7 @@ def create_policy_app(generator: Any, config: PolicyServerConfig | None = None) 
     async def completions(request: Request) -> dict[str, Any]:
         check_api_key(request, cfg.api_keys)
         body = validate(CompletionBody, await read_json(request, cfg.max_request_bytes))
-        if body.model is not None and body.model != cfg.model_name:
-            raise ApiError(404, f"model {body.model!r} is not served here; this server serves "
-                           f"{cfg.model_name!r}", "model_not_found", "model")
+        check_model(body.model, cfg.model_name)
         if body.stream:
             raise ApiError(400, "stream=true is not supported by this server", param="stream")
         if body.echo:

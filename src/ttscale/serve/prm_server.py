@@ -39,6 +39,7 @@ from starlette.concurrency import run_in_threadpool
 from ttscale.serve.common import (
     ApiError,
     check_api_key,
+    check_model,
     install_error_handlers,
     read_json,
     validate,
@@ -147,9 +148,7 @@ def create_prm_app(scorer: Any, config: PRMServerConfig | None = None) -> FastAP
     async def pooling(request: Request) -> dict[str, Any]:
         check_api_key(request, cfg.api_keys)
         body = validate(PoolingBody, await read_json(request, cfg.max_request_bytes))
-        if body.model is not None and body.model != cfg.model_name:
-            raise ApiError(404, f"model {body.model!r} is not served here; this server serves "
-                           f"{cfg.model_name!r}", "model_not_found", "model")
+        check_model(body.model, cfg.model_name)
         if body.task not in (None, "token_classify", "encode", "reward", "classify"):
             raise ApiError(400, f"task {body.task!r} is not supported; a PRM answers "
                            "token_classify", param="task")
