@@ -28,6 +28,11 @@ class Completion:
 
     ``text`` excludes the stop string that ended it; ``finish_reason`` is ``"stop"`` (a stop string
     was produced), ``"eos"`` (the model ended the sequence) or ``"length"`` (max_tokens reached).
+
+    When log-probabilities were asked for (``SamplingParams.logprobs=k``): ``token_logprobs``
+    holds the log-probability of each generated token, ``top_logprobs`` the k largest
+    log-probabilities at each generated position, in descending order (DeepConf-style
+    confidence is read from these). Both stay None otherwise.
     """
 
     text: str
@@ -35,6 +40,8 @@ class Completion:
     prompt_tokens: int
     generated_tokens: int
     prompt_tokens_cached: int = 0
+    token_logprobs: list[float] | None = None
+    top_logprobs: list[list[float]] | None = None
 
 
 @dataclass

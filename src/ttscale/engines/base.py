@@ -14,7 +14,13 @@ from ttscale.types import Completion
 
 @dataclass(frozen=True)
 class SamplingParams:
-    """How to sample. ``stop``: strings that end a completion (excluded from its text)."""
+    """How to sample. ``stop``: strings that end a completion (excluded from its text).
+
+    Every parameter that changes the sampled distribution is explicit (``top_k=0``, ``min_p=0``
+    and ``repetition_penalty=1`` are neutral), so one recipe samples the same distribution on
+    every engine instead of each server's own defaults. ``logprobs=k`` asks for the top-k
+    log-probabilities of every generated token (``Completion.top_logprobs``); None asks for none.
+    """
 
     n: int = 1
     temperature: float = 1.0
@@ -22,6 +28,10 @@ class SamplingParams:
     max_tokens: int = 256
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    top_k: int = 0
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    logprobs: int | None = None
 
 
 def check_params(params: SamplingParams) -> None:
@@ -34,6 +44,15 @@ def check_params(params: SamplingParams) -> None:
         raise ValueError(f"SamplingParams.temperature must be >= 0, got {params.temperature}")
     if not 0 < params.top_p <= 1:
         raise ValueError(f"SamplingParams.top_p must be in (0, 1], got {params.top_p}")
+    if params.top_k < 0:
+        raise ValueError(f"SamplingParams.top_k must be >= 0 (0 = off), got {params.top_k}")
+    if not 0 <= params.min_p < 1:
+        raise ValueError(f"SamplingParams.min_p must be in [0, 1), got {params.min_p}")
+    if params.repetition_penalty <= 0:
+        raise ValueError("SamplingParams.repetition_penalty must be > 0 (1 = off), got "
+                         f"{params.repetition_penalty}")
+    if params.logprobs is not None and not 1 <= params.logprobs <= 20:
+        raise ValueError(f"SamplingParams.logprobs must be in 1..20 or None, got {params.logprobs}")
     if isinstance(params.stop, str):
         raise ValueError("SamplingParams.stop must be a tuple of strings, not a string")
     for s in params.stop:
