@@ -151,7 +151,7 @@ def test_cost_is_the_sum_of_what_engine_and_verifier_reported(name):
     ctx, gen, sc = make(beam_width=4)
     result = get_strategy(name)(TASK.problems()[3], 16, ctx)
     c = result.cost
-    assert c.generations == 16
+    assert c.generations == (16 * 3 if name == "lookahead" else 16)  # N x (k + 1), k = 2
     assert c.generated_tokens == gen.generated_tokens > 0
     assert c.prompt_tokens == gen.prompt_tokens > 0
     assert c.policy_flops == 2.0 * gen.num_parameters * (gen.prompt_tokens + gen.generated_tokens)
@@ -318,9 +318,13 @@ def test_beam_keeps_n_over_m_and_expands_each_m_times():
         if r + 1 < len(rounds):
             children = Counter(n["parent"] for n in rounds[r + 1])
             assert children == {n["id"]: width for n in kept}
-    # every finished node is a finished candidate; the last round's kept are the unfinished ones
-    finished_ids = {n["id"] for nodes in rounds for n in nodes if n["finished"]}
-    assert {c.meta["node"] for c in result.candidates if c.finished} == finished_ids
+    # the finished candidates are the best N finished nodes; the last round's kept are the
+    # unfinished ones
+    finished = [n for nodes in rounds for n in nodes if n["finished"]]
+    assert result.meta["finished_total"] == len(finished)
+    done = [c for c in result.candidates if c.finished]
+    assert len(done) == min(budget, len(finished))
+    assert {c.meta["node"] for c in done} <= {n["id"] for n in finished}
     assert {c.meta["node"] for c in result.candidates if not c.finished} == \
         {n["id"] for n in rounds[-1] if n["kept"]}
 
@@ -408,7 +412,7 @@ def test_lookahead_rolls_out_greedily_and_counts_the_rollouts_in_tokens():
     assert len(rollout_calls) <= k * len(result.trace)
     assert sum(gen.call_tokens[i] for i in rollout_calls) > 0
     assert result.cost.generated_tokens == gen.generated_tokens
-    assert result.cost.generations == budget, "rollouts are charged in tokens, not generations"
+    assert result.cost.generations == budget * (k + 1), "the paper's N x (k + 1)"
     assert len(sc.calls) == len(result.trace)
     check = FakeScorer(noise=0.0)
     for nodes in nodes_by_round(result):
@@ -447,8 +451,10 @@ def test_dvts_runs_n_over_m_greedy_subtrees():
     budget, width = 16, 4
     ctx, gen, _ = make(accuracy=0.6, noise=0.1, beam_width=width)
     result = get_strategy("dvts")(HARD.problems()[3], budget, ctx)
-    assert len(result.candidates) == budget // width == result.meta["subtrees"]
-    assert sorted(c.meta["subtree"] for c in result.candidates) == list(range(budget // width))
+    assert len(result.candidates) == budget, "all N leaves"
+    assert result.meta["subtrees"] == budget // width
+    assert sorted(c.meta["subtree"] for c in result.candidates) == \
+        sorted(list(range(budget // width)) * width)
     assert gen.calls[0][1].n == budget and len(gen.calls[0][0]) == 1
     rounds = nodes_by_round(result)
     best = {}
@@ -466,21 +472,91 @@ def test_dvts_runs_n_over_m_greedy_subtrees():
         if r + 1 < len(rounds):
             nxt = {n["subtree"] for n in rounds[r + 1]}
             assert nxt == {t for t in per_tree if not best[t]["finished"]}
-    assert [best[c.meta["subtree"]]["id"] for c in result.candidates] == \
-        [c.meta["node"] for c in result.candidates]
+    assert [best[t]["id"] for t in range(budget // width)] == result.meta["winners"]
+    # each subtree's leaves are its last round's M nodes
+    last = {}
+    for nodes in rounds:
+        for n in nodes:
+            last.setdefault(n["subtree"], {})[n["parent"]] = last.get(n["subtree"], {}).get(
+                n["parent"], []) + [n["id"]]
+    for t in range(budget // width):
+        mine = [c.meta["node"] for c in result.candidates if c.meta["subtree"] == t]
+        assert best[t]["id"] in mine and len(mine) == width
+        assert mine in last[t].values()
 
 
-def test_dvts_answer_is_weighted_best_of_n_over_subtree_results():
+def test_dvts_answer_is_weighted_best_of_n_over_all_n_leaves():
     ctx, _, _ = make(accuracy=0.5, noise=0.3, beam_width=2, aggregation="min")
     result = get_strategy("dvts")(TASK.problems()[6], 8, ctx)
+    assert len(result.candidates) == 8
     done = [c for c in result.candidates if c.finished]
     assert result.answer == weighted_vote(done, "min")[0]
+
+
+def test_dvts_leaves_outvote_the_subtree_winners():
+    """One subtree: its best leaf says X, but its three other finished leaves say Y; voting over
+    the N leaves (search-and-learn) answers Y, voting over the winners alone would answer X."""
+    from ttscale.strategies.dvts import dvts
+
+    class Scripted(FakeGenerator):
+        def generate(self, prompts, params):
+            self.calls.append((list(prompts), params))
+            texts = ["a:1+1=02\nA:07\n", "a:1+1=02\nA:05\n", "a:1+1=02\nA:05\n",
+                     "a:1+1=02\nA:05\n"]
+            return [[Completion(t, "eos", 5, len(t)) for t in texts[: params.n]]
+                    for _ in prompts]
+
+    class Scores(FakeScorer):
+        def score(self, prompts, solutions):
+            from ttscale.verifiers.base import StepScores
+            return StepScores([[0.9 if s[-1] == "A:07" else 0.5 for _ in s] for s in solutions],
+                              1)
+
+    ctx = SearchContext(task=TASK, generator=Scripted(), scorer=Scores(),
+                        options={"beam_width": 4})
+    result = dvts(TASK.problems()[0], 4, ctx)
+    assert result.answer == "5" or result.answer == "05"
+    assert len(result.candidates) == 4
+
+
+def test_beam_final_pool_is_cut_to_n_best():
+    """Every round finishes solutions, so more than N finish; the vote uses the N best."""
+    budget = 4
+    ctx, _, _ = make(accuracy=0.6, noise=0.3, beam_width=2)
+    result = get_strategy("beam")(HARD.problems()[0], budget, ctx)
+    done = [c for c in result.candidates if c.finished]
+    assert len(done) <= budget
+
+
+def test_beam_cuts_a_pool_larger_than_n_to_the_n_best_scored():
+    from ttscale.strategies.common import cut_pool
+
+    pool = [Candidate(["x"], [s], True, str(i)) for i, s in enumerate([0.2, 0.9, 0.5, 0.9, 0.1])]
+    assert [c.answer for c in cut_pool(pool, 3, "last")] == ["1", "3", "2"]
+
+
+def test_a_step_cut_at_the_token_limit_ends_its_solution():
+    ctx, _, _ = make()
+    run = Run("beam", TASK.problems()[0], ctx)
+    node = run.child(root_node(), Completion("a:12+3=1", "length", 5, 8), 0)
+    assert node.finished and node.finish_reason == "length"
+    assert node.to_candidate().meta["finish_reason"] == "length"
+    node = run.child(root_node(), Completion("a:12+3=15", "stop", 5, 9), 0)
+    assert not node.finished
+
+
+def test_tree_search_never_expands_a_truncated_step():
+    ctx, gen, _ = make(accuracy=0.8, beam_width=2)
+    ctx.max_step_tokens = 4  # every step is cut mid-way
+    result = get_strategy("beam")(HARD.problems()[0], 4, ctx)
+    assert len(result.trace) == 1 and len(gen.calls) == 1
+    assert all(c.finished and c.meta["finish_reason"] == "length" for c in result.candidates)
 
 
 def test_dvts_with_one_subtree_is_greedy_search():
     ctx, gen, _ = make(beam_width=4)
     result = get_strategy("dvts")(TASK.problems()[0], 4, ctx)
-    assert len(result.candidates) == 1
+    assert len(result.candidates) == 4 and len(result.meta["winners"]) == 1
     assert all(p.n == 4 and len(prompts) == 1 for prompts, p in gen.calls)
 
 

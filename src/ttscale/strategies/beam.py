@@ -8,13 +8,21 @@ of M and at least M):
    ``eos``, or no new step) leaves the search into the finished pool and is never expanded;
 3. sample M next steps from each active beam, score them, and repeat 2-3 while active beams
    remain, for at most ``ctx.max_rounds`` rounds (round 0 is step 1);
-4. unfinished beams left at the end join the candidates as unfinished; the answer is weighted
-   best-of-N (``aggregation`` option, default ``"last"``) over the finished pool, or over the
-   unfinished beams if no finished solution states an answer.
+4. the finished pool is cut to its N best solutions by aggregated PRM score (search-and-learn
+   does the same: a search can finish more than N solutions, since every round may finish
+   some); unfinished beams left at the end join the candidates as unfinished; the answer is
+   weighted best-of-N (``aggregation`` option, default ``"last"``) over the cut finished pool,
+   or over the unfinished beams if no finished solution states an answer.
+   ``meta["finished_total"]`` counts the finished solutions before the cut.
+
+A step cut at the token limit (``finish_reason="length"``) ends its solution (see
+``common.completion_steps``): it is never expanded as if it were a whole step.
 
 Compute accounting: the paper counts beam search with N beams as N generations whatever the
 number of rounds, so step-level calls pass ``count_generations=False`` and each run adds N to
-``ctx.cost.generations`` once; tokens and FLOPs carry the real cost. Each round makes exactly one
+``ctx.cost.generations`` once; lookahead search with k-step rollouts adds N x (k + 1), as the
+paper counts it (its Fig. 3 compares lookahead at that cost); tokens and FLOPs carry the real
+cost. Each round makes exactly one
 engine call (all beams batched, identical beams sent once) and one verifier call on the new
 prefixes only (identical ones once); nothing already scored is scored again.
 
@@ -32,6 +40,7 @@ from ttscale.strategies.common import (
     beam_width_option,
     check_budget,
     completion_steps,
+    cut_pool,
     derive_seed,
     pool_answer,
     require_scorer,
@@ -94,7 +103,7 @@ def tree_search(problem: Problem, budget: int, ctx: SearchContext, *, strategy: 
     max_rounds = check_rounds(ctx)
     require_scorer(ctx, strategy)
     run = Run(strategy, problem, ctx)
-    ctx.cost.generations += budget
+    ctx.cost.generations += budget * (lookahead + 1)
     keep = budget // width
     finished: list[Node] = []
     active: list[Node] = [root_node()]
@@ -117,11 +126,12 @@ def tree_search(problem: Problem, budget: int, ctx: SearchContext, *, strategy: 
         rounds = rnd + 1
         if not active:
             break
-    done = [n.to_candidate() for n in finished]
+    done = cut_pool([n.to_candidate() for n in finished], budget, how)
     left = [n.to_candidate() for n in active]
     answer, totals = pool_answer(done, left, how)
     return run.result(answer, done + left, beam_width=width, lookahead=lookahead,
-                      aggregation=how, rounds=rounds, totals=totals)
+                      aggregation=how, rounds=rounds, totals=totals,
+                      finished_total=len(finished))
 
 
 @register("beam")

@@ -102,15 +102,17 @@ def completion_steps(ctx: SearchContext, comp: Completion) -> tuple[list[str], b
     """The steps a sampled continuation adds, and whether the solution ends with them.
 
     It ends when a step is final (later text is cut off: an engine that ignored the stop string
-    may write past the answer), the model stopped (``eos``), or it produced no step at all
-    (nothing left to expand).
+    may write past the answer), the model stopped (``eos``), it produced no step at all
+    (nothing left to expand), or the step was cut at the token limit (``length``): a step cut
+    mid-way is not a finished step to build on, so the solution ends there (as search-and-learn
+    ends a beam whose step hit ``max_tokens``) and its node keeps ``finish_reason="length"``.
     """
     task = ctx.task
     new = split_steps(comp.text, task.step_delimiter)
     for i, step in enumerate(new):
         if task.is_final_step(step):
             return new[: i + 1], True
-    return new, comp.finish_reason == "eos" or not new
+    return new, comp.finish_reason in ("eos", "length") or not new
 
 
 def continuation_prompt(ctx: SearchContext, problem: Problem, steps: Sequence[str]) -> str:
@@ -374,6 +376,16 @@ def best_candidate(candidates: Sequence[Candidate], how: str = "last") -> int | 
         if s > best_score:
             best, best_score = i, s
     return best
+
+
+def cut_pool(pool: Sequence[Candidate], size: int, how: str) -> list[Candidate]:
+    """The ``size`` best-scored candidates of ``pool`` (aggregated score, best first; earlier
+    candidates win ties): beam search's finished pool is cut to N before the vote, as in
+    search-and-learn, so a search that finished more than N solutions votes with N of them."""
+    order = sorted(range(len(pool)),
+                   key=lambda i: (-aggregate(pool[i].scores, how) if pool[i].scores
+                                  else float("inf"), i))
+    return [pool[i] for i in order[:size]]
 
 
 def pool_answer(finished: Sequence[Candidate], unfinished: Sequence[Candidate],

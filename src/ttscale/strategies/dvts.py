@@ -7,9 +7,11 @@ call with n=N rather than N/M calls of the same prompt, which a seeded engine wo
 identically). In every round each subtree keeps only its single best node by PRM score (newest
 step's score; the first wins ties) and, unless that node is finished, expands it with M samples.
 A subtree ends when its best node is finished; subtrees still open after ``ctx.max_rounds``
-rounds end with their best node, unfinished. The answer is weighted best-of-N (``aggregation``
-option) over the N/M subtree results (over the unfinished ones only if no finished one states an
-answer).
+rounds end with their best node, unfinished. The candidates are all N leaves: each subtree's M
+nodes of its last round (its best node and its M - 1 siblings), as search-and-learn returns
+them; the answer is weighted best-of-N (``aggregation`` option) over all N leaves that finished
+(over the unfinished ones only if no finished one states an answer), not only over the N/M
+subtree winners. ``meta["winners"]`` lists each subtree's best node id.
 
 Compute accounting as for beam search: N generations per run (added once), step calls not
 counted as generations, tokens and FLOPs real. Each round is one engine call for all open
@@ -50,6 +52,7 @@ def dvts(problem: Problem, budget: int, ctx: SearchContext) -> Result:
     n_trees = budget // width
     root = root_node()
     best: list[Node] = [root] * n_trees
+    leaves: list[list[Node]] = [[] for _ in range(n_trees)]
     open_trees = list(range(n_trees))
     rounds = 0
     for rnd in range(max_rounds):
@@ -69,9 +72,11 @@ def dvts(problem: Problem, budget: int, ctx: SearchContext) -> Result:
         kept = [False] * len(children)
         still_open = []
         for i, t in enumerate(open_trees):
-            j = best_index(children[i * width: (i + 1) * width])
+            group = children[i * width: (i + 1) * width]
+            j = best_index(group)
             kept[i * width + j] = True
-            best[t] = children[i * width + j]
+            best[t] = group[j]
+            leaves[t] = group
             if not best[t].finished:
                 still_open.append(t)
         run.add_round(rnd, children, kept)
@@ -79,12 +84,12 @@ def dvts(problem: Problem, budget: int, ctx: SearchContext) -> Result:
         rounds = rnd + 1
         if not open_trees:
             break
-    results = [b.to_candidate() for b in best]
+    results = [n.to_candidate() for group in leaves for n in group]
     done = [c for c in results if c.finished]
     left = [c for c in results if not c.finished]
     answer, totals = pool_answer(done, left, how)
     return run.result(answer, results, beam_width=width, subtrees=n_trees, aggregation=how,
-                      rounds=rounds, totals=totals)
+                      rounds=rounds, totals=totals, winners=[b.id for b in best])
 
 
 dvts.needs_verifier = True  # type: ignore[attr-defined]

@@ -8,10 +8,12 @@ per-step scores are the values the search used (each step's lookahead value; a f
 nothing to roll out and keeps its own PRM score). Options: ``beam_width``
 M (default 4), ``lookahead`` k (default 2, ``k=0`` is beam search exactly), ``aggregation``.
 
-Compute accounting: the paper counts lookahead search as N x (k + 1) generations. ttscale keeps
-``generations = N`` (the N beams, as for beam search, so budgets line up across strategies) and
-charges the rollouts where they are real: every rollout goes through ``ctx.sample``, so its
-prompt and generated tokens, and their FLOPs, are in the cost.
+Compute accounting, as the paper counts it: lookahead search with N beams and k-step rollouts
+costs N x (k + 1) generations (``cost.generations``; ``--budget N`` keeps meaning N beams), so
+sweeps and compute-optimal selection compare it with other strategies at that cost, which is
+why the paper's Fig. 3 finds it losing at equal generation budget. Every rollout also goes
+through ``ctx.sample``, so its real prompt and generated tokens, and their FLOPs, are in the
+cost.
 """
 
 from __future__ import annotations
