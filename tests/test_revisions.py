@@ -26,13 +26,13 @@ from ttscale.analysis.revisions import (
 )
 from ttscale.engines.base import SamplingParams
 from ttscale.strategies import STRATEGIES, SearchContext, get_strategy
-from ttscale.strategies.common import weighted_vote
+from ttscale.strategies.common import majority_vote, weighted_vote
 from ttscale.strategies.revision_prompts import (
     ChatRevisionFormat,
     TestbedRevisionFormat,
     revision_format,
 )
-from ttscale.strategies.revisions import Chain, hierarchical_majority
+from ttscale.strategies.revisions import Chain, hierarchical_majority, hierarchical_verifier
 from ttscale.tasks import testbed
 from ttscale.tasks.jsonl import JsonlTask
 from ttscale.types import Candidate, Completion
@@ -205,8 +205,10 @@ def test_verifier_selection_scores_attempts_against_the_original_prompt():
             assert c.scores == reference.score([PROBLEM.prompt], [c.steps]).scores[0]
         else:
             assert c.scores == []
-    answer, totals = weighted_vote(result.candidates, "last")
+    per_chain = [[c for c in result.candidates if c.meta["chain"] == i] for i in range(2)]
+    answer, winners, totals = hierarchical_verifier(per_chain, "last")
     assert (result.answer, result.meta["totals"]) == (answer, totals)
+    assert result.meta["chain_winners"] == winners
     for nodes in chains_of(result):
         for node in nodes:
             assert node["kept"] == (node["answer"] is not None and node["answer"] == answer)
@@ -217,7 +219,50 @@ def test_verifier_selection_uses_the_aggregation_option():
     ctx, _, _, _ = make(chain_length=2, aggregation="min")
     result = get_strategy("revisions")(PROBLEM, 8, ctx)
     assert result.meta["aggregation"] == "min"
-    assert result.answer == weighted_vote(result.candidates, "min")[0]
+    per_chain = [[c for c in result.candidates if c.meta["chain"] == i] for i in range(4)]
+    assert result.answer == hierarchical_verifier(per_chain, "min")[0]
+
+
+def scored(answer: str | None, score: float) -> Candidate:
+    return Candidate(["x"], [score], True, answer)
+
+
+def test_paper_verifier_selection_is_best_within_each_chain_then_across_chains():
+    """Chain 0 has many middling "5"s, chain 1 one strong "7": flat weighted best-of-N sums
+    the "5"s (2.0 > 0.9) and answers 5; the paper's hierarchical rule keeps one representative
+    per chain (0.5 for "5", 0.9 for "7") and answers 7."""
+    chains = [[scored("5", 0.5), scored("5", 0.5), scored("5", 0.5), scored("5", 0.5)],
+              [scored("7", 0.9), scored("5", 0.1), scored(None, 1.0), scored("3", 0.2)]]
+    assert weighted_vote([a for ch in chains for a in ch], "last")[0] == "5"
+    answer, winners, totals = hierarchical_verifier(chains, "last")
+    assert winners == ["5", "7"] and answer == "7"
+    assert totals == {"5": 0.5, "7": 0.9}
+    # a chain whose attempts state no answer has no winner and no vote
+    assert hierarchical_verifier([[scored(None, 0.9)], [scored("2", 0.1)]], "last")[:2] == \
+        ("2", [None, "2"])
+
+
+@pytest.mark.parametrize(("selection", "rule"), [
+    ("verifier", "hier-verifier"), ("verifier-flat", "flat-verifier"),
+    ("majority", "flat-majority"), ("majority-hierarchical", "hier-majority")])
+def test_each_named_selection_applies_its_rule(selection, rule):
+    ctx, _, _, sc = make(chain_length=4, selection=selection, gain=0.05, garbage=0.1)
+    result = get_strategy("revisions")(PROBLEM, 16, ctx)
+    assert result.meta["selection"] == selection
+    cands = result.candidates
+    per_chain = [[c for c in cands if c.meta["chain"] == i] for i in range(4)]
+    if rule == "hier-verifier":
+        expected = hierarchical_verifier(per_chain, "last")[0]
+    elif rule == "flat-verifier":
+        expected = weighted_vote(cands, "last")[0]
+    elif rule == "flat-majority":
+        expected = majority_vote(cands)[0]
+        assert sc.calls == []
+    else:
+        expected = hierarchical_majority([Chain(i, attempts=a)
+                                          for i, a in enumerate(per_chain)])[0]
+        assert sc.calls == []
+    assert result.answer == expected
 
 
 def chain(*answers: str | None) -> Chain:
@@ -237,8 +282,8 @@ def test_hierarchical_majority_votes_within_chains_then_across_winners():
     assert hierarchical_majority([chain(None)]) == (None, [None])
 
 
-def test_majority_selection_never_calls_the_verifier():
-    ctx, _, _, sc = make(chain_length=4, selection="majority", gain=0.1)
+def test_hierarchical_majority_selection_never_calls_the_verifier():
+    ctx, _, _, sc = make(chain_length=4, selection="majority-hierarchical", gain=0.1)
     result = get_strategy("revisions")(PROBLEM, 12, ctx)
     assert sc.calls == [] and result.cost.prm_tokens == 0
     for answers, winner in zip(result.meta["chains"], result.meta["chain_winners"], strict=True):

@@ -8,14 +8,23 @@ once a chain is longer than W. ``L = 1`` is plain parallel sampling, ``L = N`` o
 sequential chain; the paper finds the best ratio depends on question difficulty. By default L is
 the largest divisor of N that is at most W, so every revision sees its whole chain.
 
-The final answer (option ``selection``):
+The final answer (option ``selection``); the defaults are the paper's rules (Snell et al. 2024,
+App. M), the other two are named alternatives:
 
-* ``"verifier"`` (default): weighted best-of-N over all N attempts of all chains
-  (``aggregation`` option, default ``"last"``); each attempt is scored as a solution to the
-  ORIGINAL problem prompt, never the revision prompt, in one verifier call at the end.
-* ``"majority"``: hierarchical, as in the paper: a majority vote within each chain, then a
-  majority vote over the chains' winners (ties go to the answer that reached the count first;
-  attempts without an answer, e.g. malformed text, stay in their chain but never vote).
+* ``"verifier"`` (default, the paper's): hierarchical. Within each chain, weighted best-of-N
+  (``aggregation`` option, default ``"last"``) picks the chain's answer, represented by its
+  best-scored attempt stating it; across chains, weighted best-of-N over those representatives
+  (each weighted by its aggregated score) picks the final answer. Every attempt is scored as a
+  solution to the ORIGINAL problem prompt, never the revision prompt, in one verifier call at
+  the end. ``meta["chain_winners"]`` lists each chain's answer.
+* ``"verifier-flat"``: weighted best-of-N over all N attempts of all chains at once (ttscale's
+  earlier rule, not the paper's).
+* ``"majority"`` (the paper's): a flat majority vote over all N attempts of all chains.
+* ``"majority-hierarchical"``: a majority vote within each chain, then a majority vote over the
+  chains' winners (ttscale's earlier rule, not the paper's).
+
+Ties go to the answer that reached the count (or score) first; attempts without an answer, e.g.
+malformed text, stay in their chain but never vote.
 
 The revision model is ``ctx.reviser`` (``ctx.generator`` when None), called through
 ``ctx.revise`` so every token it reads or writes is in the Cost. Attempt k of all chains is one
@@ -60,7 +69,9 @@ from ttscale.strategies.revision_prompts import RevisionFormat, revision_format
 from ttscale.types import Candidate, Completion, Problem, Result
 from ttscale.verifiers.base import aggregate
 
-SELECTIONS = ("verifier", "majority")
+SELECTIONS = ("verifier", "verifier-flat", "majority", "majority-hierarchical")
+#: the selections that read the verifier
+VERIFIER_SELECTIONS = ("verifier", "verifier-flat")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,10 +229,31 @@ def chain_trace(ctx: SearchContext, chains: Sequence[Chain], answer: str | None,
 
 
 def hierarchical_majority(chains: Sequence[Chain]) -> tuple[str | None, list[str | None]]:
-    """Majority within each chain, then majority over the chains' winners."""
+    """Majority within each chain, then majority over the chains' winners (not the paper's
+    rule: selection ``"majority-hierarchical"``)."""
     winners = [majority_vote(ch.attempts)[0] for ch in chains]
     answer, _ = majority_vote([Candidate(answer=w) for w in winners])
     return answer, winners
+
+
+def hierarchical_verifier(chains: Sequence[Sequence[Candidate]], how: str
+                          ) -> tuple[str | None, list[str | None], dict[str, float]]:
+    """The paper's verifier selection (App. M): weighted best-of-N within each chain, then
+    weighted best-of-N across the chains' representatives (each chain's best-scored attempt
+    stating its winning answer). Returns the answer, each chain's answer and the across-chain
+    totals. ``chains`` are the attempts of each chain, already scored."""
+    reps: list[Candidate] = []
+    winners: list[str | None] = []
+    for attempts in chains:
+        winner, _ = weighted_vote(attempts, how)
+        winners.append(winner)
+        if winner is None:
+            continue
+        best = max((a for a in attempts if a.answer == winner),
+                   key=lambda a: aggregate(a.scores, how))
+        reps.append(best)
+    answer, totals = weighted_vote(reps, how)
+    return answer, winners, totals
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,7 +268,7 @@ def revisions(problem: Problem, budget: int, ctx: SearchContext) -> Result:
     selection = selection_option(ctx)
     how = aggregation_option(ctx)
     fmt = revision_format(ctx.task, ctx.options)
-    if selection == "verifier":
+    if selection in VERIFIER_SELECTIONS:
         require_scorer(ctx, "revisions")
     run = Run("revisions", problem, ctx)
     ctx.cost.generations += budget
@@ -246,10 +278,17 @@ def revisions(problem: Problem, budget: int, ctx: SearchContext) -> Result:
     meta: dict[str, Any] = {"chain_length": length, "n_chains": len(chains),
                             "revision_window": window, "selection": selection,
                             "revision_format": fmt.name, "aggregation": how}
-    if selection == "verifier":
+    if selection in VERIFIER_SELECTIONS:
         score_attempts(ctx, problem, attempts)
+    if selection == "verifier":
+        answer, winners, totals = hierarchical_verifier([ch.attempts for ch in chains], how)
+        meta.update(totals=totals, chain_winners=winners)
+    elif selection == "verifier-flat":
         answer, totals = weighted_vote(attempts, how)
         meta["totals"] = totals
+    elif selection == "majority":
+        answer, counts = majority_vote(attempts)
+        meta["counts"] = counts
     else:
         answer, winners = hierarchical_majority(chains)
         meta["chain_winners"] = winners
@@ -258,6 +297,6 @@ def revisions(problem: Problem, budget: int, ctx: SearchContext) -> Result:
     return run.result(answer, attempts, **meta)
 
 
-#: read by the runner; True since the default selection is "verifier" (with selection="majority"
-#: the strategy never calls the verifier)
+#: read by the runner; True since the default selection is "verifier" (with the majority
+#: selections the strategy never calls the verifier)
 revisions.needs_verifier = True  # type: ignore[attr-defined]
