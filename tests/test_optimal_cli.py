@@ -16,7 +16,7 @@ from cli_helpers import assert_one_line_error, run_cli
 from fakes import FakeGenerator, FakeScorer
 
 from ttscale.analysis.cli import build_sweep_config
-from ttscale.analysis.curves import scale_pool_cost
+from ttscale.analysis.curves import pool_subset_cost
 from ttscale.analysis.sweep import Parts, sweep
 from ttscale.optimal.cli import flops_matched
 from ttscale.optimal.data import load_sweep
@@ -71,7 +71,8 @@ def test_charged_points_add_the_probe_and_subtract_what_is_reused(sweep_dir):
     # majority at N=1 reuses 1 probe sample: it costs just the probe (4 generations)
     assert charged[("majority", 1)].gens[q] == 4
     assert charged[("majority", 1)].flops[q] == pytest.approx(probe[q])
-    assert probe[q] == pytest.approx(scale_pool_cost(pool, 4, 16, True).total_flops)
+    assert probe[q] == pytest.approx(
+        pool_subset_cost(data.pool_candidates[q], pool, [[0, 1, 2, 3]], True).total_flops)
     # weighted best-of-N at 16 reuses all 4: 16 generations, the 16 samples + PRM scoring
     w = charged[("weighted-best-of-n/last", 16)]
     assert w.gens[q] == 16 and w.flops[q] == pytest.approx(pool.total_flops)

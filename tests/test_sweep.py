@@ -180,6 +180,73 @@ def test_pool_cost_scales_with_a_shared_prompt_prefill():
         scale_pool_cost(pool, 17, 16, True)
 
 
+def test_pool_subset_cost_is_exact_not_scaled():
+    """8 samples: 6 identical right solutions and 2 distinct wrong ones. The pool scored 3
+    distinct solutions; a subset of 4 that holds only the right text pays for scoring one
+    solution, not 4/8 of the pool's three."""
+    from ttscale.analysis.curves import exact_pool_cost, pool_subset_cost, subset_indices
+    from ttscale.types import Candidate
+
+    right = Candidate(["a:1+1=02", "A:02"], [0.9, 0.9], True, "02", {"generated_tokens": 10})
+    wrong = [Candidate(["a:1+1=03", "A:03"], [0.1, 0.1], True, "03", {"generated_tokens": 10}),
+             Candidate(["a:1+1=04", "A:04", "x"], [0.1] * 3, True, "04",
+                       {"generated_tokens": 20})]
+    cands = [right.copy() for _ in range(6)] + wrong
+    # prompt 5 tokens per sample (no cache); PRM reads prompt + solution: 15, 15, 25 = 55
+    pool = Cost(generations=8, prompt_tokens=40, generated_tokens=90, prm_tokens=55,
+                policy_flops=2 * 7 * 130, prm_flops=2 * 3 * 55)
+    only_right = pool_subset_cost(cands, pool, [[0, 1, 2, 3]], True)
+    assert only_right.prm_tokens == pytest.approx(15)
+    assert only_right.generated_tokens == pytest.approx(40)
+    assert only_right.prm_flops == pytest.approx(2 * 3 * 15)
+    assert only_right.policy_flops == pytest.approx(2 * 7 * (20 + 40))
+    mixed = pool_subset_cost(cands, pool, [[0, 6, 7, 1]], True)
+    assert mixed.prm_tokens == pytest.approx(55) and mixed.generated_tokens == pytest.approx(50)
+    # the mean over subsets; the whole pool costs exactly what it measured
+    both = pool_subset_cost(cands, pool, [[0, 1, 2, 3], [0, 6, 7, 1]], True)
+    assert both.prm_tokens == pytest.approx(35)
+    full = pool_subset_cost(cands, pool, [list(range(8))], True)
+    assert full.to_dict() == pytest.approx(pool.to_dict())
+    assert pool_subset_cost(cands, pool, [[0, 6]], False).prm_flops == 0
+    # scaling by n/N_max would have charged 55 / 2 = 27.5 to every subset of 4
+    subsets = subset_indices(8, 4, question_seed(0, "q"))
+    assert sorted(i for sub in subsets for i in sub) == list(range(8))
+    assert exact_pool_cost(cands, pool, 4, 0, "q", True).prm_tokens == pytest.approx(
+        pool_subset_cost(cands, pool, subsets, True).prm_tokens)
+
+
+def test_lookahead_grid_curves_fix_k_and_m_and_cost_n_times_k_plus_one():
+    from fakes import FakeGenerator, FakeScorer
+
+    from ttscale.strategies import SearchContext, get_strategy
+    from ttscale.tasks import testbed
+
+    grid = plan_mod.parse_strategies("lookahead-grid")
+    assert [s.name for s in grid] == ["lookahead-k1-m4", "lookahead-k1-msqrt",
+                                      "lookahead-k3-m4", "lookahead-k3-msqrt"]
+    opts = {s.name: s.run_options(16, {"lookahead": 2}) for s in grid}
+    assert opts["lookahead-k1-m4"] == {"lookahead": 1, "beam_width": 4}
+    assert opts["lookahead-k3-msqrt"] == {"lookahead": 3, "beam_width": 4}
+    assert plan_mod.STRATEGIES["lookahead-k1-msqrt"].skip_reason(8, {})
+    task = testbed.TestbedTask(split="test", n=2, min_ops=4, max_ops=4)
+    for s in grid:
+        ctx = SearchContext(task=task, generator=FakeGenerator(accuracy=0.7),
+                            scorer=FakeScorer(), options=s.run_options(16, {}))
+        result = get_strategy(s.base)(task.problems()[0], 16, ctx)
+        k = s.extra_options["lookahead"]
+        assert result.cost.generations == 16 * (k + 1)
+
+
+def test_report_plots_lookahead_at_its_generations():
+    from ttscale.report.plots import _series
+
+    summary = {"budgets": [4, 16], "results": {"lookahead-k3-m4": {
+        "4": {"accuracy": 0.5, "cost": {"generations": 16.0}},
+        "16": {"accuracy": 0.6, "cost": {"generations": 64.0}}}}}
+    assert _series(summary, "lookahead-k3-m4", lambda e: e["accuracy"]) == \
+        ([16.0, 64.0], [0.5, 0.6])
+
+
 def test_plan_parses_aliases_and_skips_invalid_budgets():
     strategies = plan_mod.parse_strategies("dvts, beam ,majority,beam-m4")
     assert [s.name for s in strategies] == ["majority", "beam-m4", "beam-msqrt", "dvts"]

@@ -53,7 +53,9 @@ def sweep_cmd(
         "--task", help="'testbed' or a .jsonl file of problems.")] = None,
     strategies: Annotated[str, typer.Option(
         "--strategies", help="Comma-separated: majority, best-of-n, weighted-best-of-n, beam "
-        "(= beam-m4 and beam-msqrt), beam-m4, beam-msqrt, dvts, lookahead; revision chains of "
+        "(= beam-m4 and beam-msqrt), beam-m4, beam-msqrt, dvts, lookahead; the paper's lookahead "
+        "grid lookahead-k1-m4, lookahead-k1-msqrt, lookahead-k3-m4, lookahead-k3-msqrt (= "
+        "lookahead-grid; each costs N x (k+1) generations); revision chains of "
         "length L (N/L chains): revisions (= all four), revisions-par (L=1), revisions-l4 (L=4), "
         "revisions-sqrt (L=sqrt(N)), revisions-seq (L=N); combined (beam search + revisions).")
     ] = "majority,best-of-n,weighted-best-of-n,beam,dvts,lookahead",

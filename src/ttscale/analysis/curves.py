@@ -9,6 +9,7 @@ from the sweep seed and the question id, so the estimate is stable across reruns
 
 from __future__ import annotations
 
+import random
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 
@@ -92,6 +93,81 @@ def scale_pool_cost(pool_cost: Cost, n: int, pool_size: int, with_prm: bool) -> 
     cost.prm_tokens_cached = (  # type: ignore[assignment]
         pool_cost.prm_tokens_cached * f if with_prm else 0)
     return cost
+
+
+def subset_indices(pool_size: int, n: int, shuffle_seed: int) -> list[list[int]]:
+    """The disjoint size-``n`` subsets (indices into the pool) that the accuracy estimate of a
+    question uses (``curve`` with its ``question_seed``): costs are averaged over the same
+    subsets as accuracy."""
+    if not 1 <= n <= pool_size:
+        raise ValueError(f"budget {n} is outside 1..{pool_size} (the pool size)")
+    order = list(range(pool_size))
+    random.Random(shuffle_seed).shuffle(order)
+    return [order[j * n:(j + 1) * n] for j in range(pool_size // n)]
+
+
+def _solution_key(c: Candidate) -> tuple[str, ...]:
+    return tuple(c.steps)
+
+
+def pool_subset_cost(candidates: Sequence[Candidate], pool_cost: Cost,
+                     subsets: Sequence[Sequence[int]], with_prm: bool) -> Cost:
+    """What a pool strategy at ``n = len(subset)`` costs, read off the pool exactly: the mean
+    over ``subsets`` of what each subset of the stored samples spent.
+
+    * generations: ``n``; generated tokens: the subset's own samples' (each candidate's
+      ``generated_tokens``), not the pool's scaled by ``n / N_max``;
+    * PRM: the cost of scoring the subset's *distinct* solutions (identical solutions are
+      scored once, as ``common.score_sequences`` does), so a subset pays for a solution the
+      pool shared among many samples. Each distinct solution's PRM tokens are its share of the
+      pool's measured PRM tokens in proportion to (prompt + its generated tokens), which is
+      exact when the PRM reads the policy's tokens (the testbed) and a close split otherwise;
+      the full pool (``n = N_max``) gets exactly the pool's measured PRM cost;
+    * prompt: as :func:`scale_pool_cost` (a prompt cache prefills once whatever ``n``);
+      difficulty FLOPs and wall time scale by ``n / N_max``.
+
+    Candidates without a stored ``generated_tokens`` fall back to the pool mean.
+    """
+    size = len(candidates)
+    if not subsets or any(not s for s in subsets):
+        raise ValueError("pool_subset_cost: give at least one non-empty subset")
+    n = len(subsets[0])
+    base = scale_pool_cost(pool_cost, n, size, with_prm)
+    mean_gen = pool_cost.generated_tokens / size if size else 0.0
+    gen = [float(c.meta.get("generated_tokens", mean_gen)) for c in candidates]
+    per_prompt = pool_cost.prompt_tokens / size if size else 0.0
+    weight: dict[tuple[str, ...], float] = {}
+    for c, g in zip(candidates, gen, strict=True):
+        if c.steps:
+            weight.setdefault(_solution_key(c), per_prompt + g)
+    prm_total = sum(weight.values())
+    uncached_pool = pool_cost.prompt_tokens - pool_cost.prompt_tokens_cached
+    processed_pool = uncached_pool + pool_cost.generated_tokens
+    flops_per_token = pool_cost.policy_flops / processed_pool if processed_pool else 0.0
+    uncached_prompt = base.prompt_tokens - base.prompt_tokens_cached
+    generated = prm_share = 0.0
+    for sub in subsets:
+        generated += sum(gen[i] for i in sub)
+        distinct = {_solution_key(candidates[i]) for i in sub if candidates[i].steps}
+        prm_share += sum(weight[k] for k in distinct) / prm_total if prm_total else 0.0
+    generated /= len(subsets)
+    prm_share /= len(subsets)
+    base.generated_tokens = generated  # type: ignore[assignment]
+    base.policy_flops = flops_per_token * (uncached_prompt + generated)
+    if with_prm:
+        base.prm_tokens = pool_cost.prm_tokens * prm_share  # type: ignore[assignment]
+        base.prm_tokens_cached = (  # type: ignore[assignment]
+            pool_cost.prm_tokens_cached * prm_share)
+        base.prm_flops = pool_cost.prm_flops * prm_share
+    return base
+
+
+def exact_pool_cost(candidates: Sequence[Candidate], pool_cost: Cost, n: int, seed: int,
+                    problem_id: str, with_prm: bool) -> Cost:
+    """:func:`pool_subset_cost` over the subsets the budget-``n`` accuracy of this question
+    uses (sweep ``seed``; see :func:`curve`)."""
+    subsets = subset_indices(len(candidates), n, question_seed(seed, problem_id))
+    return pool_subset_cost(candidates, pool_cost, subsets, with_prm)
 
 
 def mean_cost(costs: Sequence[Cost]) -> dict[str, float]:

@@ -9,7 +9,8 @@ Two kinds of strategy:
 
 * **pool** strategies (majority, best-of-n, weighted-best-of-n, and the ``oracle`` pass@N
   reference) are read off one pool of ``N_max`` samples per problem, for every budget at once;
-* **run** strategies (beam-m4, beam-msqrt, dvts, lookahead, the revision ratios revisions-par,
+* **run** strategies (beam-m4, beam-msqrt, dvts, lookahead and the paper's lookahead grid
+  lookahead-k{1,3}-m{4,sqrt} (alias ``lookahead-grid``), the revision ratios revisions-par,
   revisions-l4, revisions-sqrt, revisions-seq, and combined) search per budget, each (strategy,
   budget) a stored run that resumes like ``ttscale run``.
 
@@ -163,6 +164,14 @@ STRATEGIES: dict[str, SweepStrategy] = {s.name: s for s in (
     SweepStrategy("beam-msqrt", "beam", width="sqrt"),
     SweepStrategy("dvts", "dvts"),
     SweepStrategy("lookahead", "lookahead"),
+    # the paper's lookahead grid (Fig. 3): k in {1, 3}, M in {sqrt(N), 4}; each point costs
+    # N x (k + 1) generations and is compared at that cost
+    SweepStrategy("lookahead-k1-m4", "lookahead", width=4, extra_options={"lookahead": 1}),
+    SweepStrategy("lookahead-k1-msqrt", "lookahead", width="sqrt",
+                  extra_options={"lookahead": 1}),
+    SweepStrategy("lookahead-k3-m4", "lookahead", width=4, extra_options={"lookahead": 3}),
+    SweepStrategy("lookahead-k3-msqrt", "lookahead", width="sqrt",
+                  extra_options={"lookahead": 3}),
     SweepStrategy("revisions-par", "revisions", chain=1, uses_reviser=True),
     SweepStrategy("revisions-l4", "revisions", chain=4, uses_reviser=True),
     SweepStrategy("revisions-sqrt", "revisions", chain="sqrt", uses_reviser=True),
@@ -173,6 +182,8 @@ STRATEGIES: dict[str, SweepStrategy] = {s.name: s for s in (
 #: names that stand for several curves
 ALIASES: dict[str, tuple[str, ...]] = {
     "beam": ("beam-m4", "beam-msqrt"),
+    "lookahead-grid": ("lookahead-k1-m4", "lookahead-k1-msqrt", "lookahead-k3-m4",
+                       "lookahead-k3-msqrt"),
     "revisions": ("revisions-par", "revisions-l4", "revisions-sqrt", "revisions-seq"),
 }
 

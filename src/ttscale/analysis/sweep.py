@@ -33,12 +33,12 @@ from ttscale.analysis.bins import bin_ranges, group_mean, oracle_bins, sort_labe
 from ttscale.analysis.curves import (
     CORRECT_KEY,
     curve,
+    exact_pool_cost,
     mean_cost,
     oracle_curve,
     pass1,
     pool_diagnostics,
     pool_samples,
-    scale_pool_cost,
 )
 from ttscale.analysis.plan import ORACLE, SweepPlan, SweepStrategy
 from ttscale.analysis.pools import PoolSample
@@ -255,7 +255,9 @@ def summarize(base: RunConfig, plan: SweepPlan, problems: Sequence[Problem], tas
     gold = {p.id: p.answer for p in problems}
     pools: dict[str, list[PoolSample]] = {}
     pool_cost: dict[str, Cost] = {}
+    pool_cands: dict[str, list[Any]] = {}
     for r in pool_rows:
+        pool_cands[r.problem_id] = list(r.candidates)
         pools[r.problem_id] = pool_samples(r.candidates, how, _grader(gold[r.problem_id]))
         pool_cost[r.problem_id] = r.cost
     for pid, pool in pools.items():
@@ -281,8 +283,8 @@ def summarize(base: RunConfig, plan: SweepPlan, problems: Sequence[Problem], tas
             else:
                 assert s.pool_method is not None
                 acc = curve(pools, n, s.pool_method, base.seed)
-            costs = [scale_pool_cost(pool_cost[pid], n, plan.pool_size, s.needs_verifier)
-                     for pid in acc]
+            costs = [exact_pool_cost(pool_cands[pid], pool_cost[pid], n, base.seed, pid,
+                                     s.needs_verifier) for pid in acc]
             per_budget[str(n)] = _entry(acc, costs, groups, source="pool",
                                         run_key=pool_stage.run_key)
         results[s.name] = per_budget

@@ -9,8 +9,9 @@ only means; the per-question values come from its store:
   sweep does (``analysis.curves``: mean over disjoint subsets, per-question shuffle seed), for
   majority voting and for best-of-N and weighted best-of-N under every score aggregation
   (``last``, ``min``, ``prod``, ``mean``): the aggregation is a hyper-parameter chosen per bin
-  too, at no extra sampling cost. Their cost is the expected cost of ``N`` pool samples
-  (``analysis.curves.scale_pool_cost``);
+  too, at no extra sampling cost. Their cost is read off the pool exactly
+  (``analysis.curves.exact_pool_cost``: the subsets' own generated tokens, and the PRM cost of
+  scoring each subset's distinct solutions, never the pool's scaled by ``N / N_max``);
 * **run arms** are the sweep's per-budget runs (beam M=4 and M=sqrt(N), DVTS, lookahead, and
   revisions when a sweep stored them): their stored per-question grade and Cost. The registered
   strategy and options come from the stored run config, so any run strategy a sweep stores is
@@ -24,16 +25,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ttscale.analysis.curves import curve, pass1, pool_samples, scale_pool_cost
+from ttscale.analysis.curves import (
+    curve,
+    exact_pool_cost,
+    pass1,
+    pool_samples,
+    pool_subset_cost,
+)
 from ttscale.analysis.plan import STRATEGIES as SWEEP_STRATEGIES
 from ttscale.analysis.sweep import _grader, read_summary
 from ttscale.optimal.difficulty import (
     REUSABLE,
-    charged_generations,
     final_score,
     reused_samples,
 )
-from ttscale.types import Cost
+from ttscale.types import Candidate, Cost
 from ttscale.verifiers.base import AGGREGATIONS
 
 #: pool methods of the pool arms (``analysis.pools``), by registered strategy
@@ -92,6 +98,15 @@ class SweepData:
     notes: list[str] = field(default_factory=list)
     #: the stored config of the pool run (resolved model paths: ``policy_resolved``, ...)
     pool_config: dict[str, Any] = field(default_factory=dict)
+    #: each question's stored pool samples (for exact subset costs)
+    pool_candidates: dict[str, list[Candidate]] = field(default_factory=dict)
+
+    def first_samples_cost(self, q: str, k: int, with_prm: bool) -> Cost:
+        """The exact cost of the pool's first ``k`` samples of question ``q`` (the probe's)."""
+        cands = self.pool_candidates.get(q)
+        if not cands:
+            raise ValueError(f"sweep {self.out}: no stored pool samples for question {q!r}")
+        return pool_subset_cost(cands, self.pool_cost[q], [list(range(k))], with_prm)
 
     def pool_mean(self) -> dict[str, float]:
         """Predicted-difficulty statistic: mean final-step score over the whole pool."""
@@ -105,14 +120,15 @@ class SweepData:
         return {q: sum(s[:k]) / k for q, s in self.final_scores.items()}
 
     def probe_flops(self, k: int) -> dict[str, float]:
-        """What the probe costs per question: ``k`` pool samples, generated and PRM-scored."""
+        """What the probe costs per question: its ``k`` pool samples (the first ``k``, as
+        :meth:`probe_scores` reads), generated and PRM-scored, exactly."""
         self._need_k(k)
-        return {q: scale_pool_cost(c, k, self.n_max, True).total_flops
-                for q, c in self.pool_cost.items()}
+        return {q: self.first_samples_cost(q, k, True).total_flops for q in self.pool_cost}
 
     def charged_points(self, k: int, reuse: bool = True) -> Points:
         """Every point with the probe's cost added (``difficulty`` module docstring): ``k``
-        generations and their FLOPs on top, minus the samples a pool strategy reuses."""
+        generations and their FLOPs on top of the point's own (its measured generations: a
+        lookahead run counts N x (k + 1)), minus the samples a pool strategy reuses."""
         probe = self.probe_flops(k)
         out: Points = {}
         for (label, n), pt in self.points.items():
@@ -120,9 +136,9 @@ class SweepData:
             r = reused_samples(arm.strategy, n, k, reuse)
             gens, flops = {}, {}
             for q in pt.acc:
-                saved = (scale_pool_cost(self.pool_cost[q], r, self.n_max, arm.needs_prm)
-                         .total_flops if r else 0.0)
-                gens[q] = float(charged_generations(arm.strategy, n, k, reuse))
+                saved = (self.first_samples_cost(q, r, arm.needs_prm).total_flops
+                         if r else 0.0)
+                gens[q] = pt.gens[q] + k - r
                 flops[q] = pt.flops[q] + probe[q] - saved
             out[(label, n)] = Point(dict(pt.acc), gens, flops, dict(pt.options))
         return out
@@ -211,8 +227,8 @@ def load_sweep(out: str | Path) -> SweepData:
         for n in budgets:
             acc = curve(pools, n, POOL_METHODS[arm.strategy], seed)
             gens = {q: float(n) for q in ids}
-            flops = {q: scale_pool_cost(pool_cost[q], n, n_max, arm.needs_prm).total_flops
-                     for q in ids}
+            flops = {q: exact_pool_cost(cands[q], pool_cost[q], n, seed, q,
+                                        arm.needs_prm).total_flops for q in ids}
             points[(arm.label, n)] = Point(acc, gens, flops, dict(arm.options))
 
     notes: list[str] = []
@@ -231,7 +247,8 @@ def load_sweep(out: str | Path) -> SweepData:
                                   {r.problem_id: float(r.cost.generations) for r in rows},
                                   {r.problem_id: r.cost.total_flops for r in rows}, options)
     return SweepData(out, summary, ids, budgets, n_max, arms, points, p1, final_scores,
-                     pool_cost, scored, notes, pool_config)
+                     pool_cost, scored, notes, pool_config,
+                     {q: list(cands[q]) for q in ids})
 
 
 def _needs_prm(name: str, strategy: str) -> bool:

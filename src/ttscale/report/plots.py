@@ -55,8 +55,13 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def _series(summary: Mapping[str, Any], name: str, value: Any) -> tuple[list[int], list[float]]:
-    """(budgets, values) of one strategy, budgets where it has a point only."""
+def _series(summary: Mapping[str, Any], name: str, value: Any
+            ) -> tuple[list[float], list[float]]:
+    """(generations, values) of one strategy, budgets where it has a point only.
+
+    A point sits at its mean generations per question, not at its budget N: lookahead search
+    with N beams costs N x (k + 1) generations (the paper's accounting), an adaptive strategy
+    its realised mean; for every other strategy the two are equal."""
     xs, ys = [], []
     for b in summary["budgets"]:
         e = summary["results"].get(name, {}).get(str(b))
@@ -65,7 +70,8 @@ def _series(summary: Mapping[str, Any], name: str, value: Any) -> tuple[list[int
         v = value(e)
         if v is None or (isinstance(v, float) and math.isnan(v)):
             continue
-        xs.append(int(b))
+        gens = e.get("cost", {}).get("generations")
+        xs.append(float(gens) if gens else float(b))
         ys.append(float(v))
     return xs, ys
 
@@ -109,7 +115,7 @@ def accuracy_vs_budget(summary: Mapping[str, Any]) -> bytes:
         if xs:
             ax.plot(_dodge(xs, name, names), ys, **_style(name, names))
     _budget_axis(ax, summary["budgets"])
-    ax.set_xlabel("generation budget N (log2)")
+    ax.set_xlabel("generations per question (log2; lookahead at N x (k+1))")
     ax.set_ylabel("accuracy")
     ax.set_title(f"{summary['task']}: accuracy vs budget ({summary['n_problems']} questions)")
     ax.legend(fontsize=8, loc="best")
@@ -145,7 +151,7 @@ def accuracy_by_bin(summary: Mapping[str, Any], family: str, title: str) -> byte
         if i % cols == 0:
             ax.set_ylabel("accuracy")
         if i // cols == rows - 1:
-            ax.set_xlabel("N (log2)")
+            ax.set_xlabel("generations (log2)")
     for j in range(len(labels), rows * cols):
         axes[j // cols][j % cols].axis("off")
     seen: dict[str, Any] = {}
