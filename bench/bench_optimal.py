@@ -48,7 +48,10 @@ def main(argv: list[str] | None = None) -> int:
                                             "lookahead")
     ap.add_argument("--probe-k", type=int, default=4)
     ap.add_argument("--bootstrap", type=int, default=200)
-    ap.add_argument("--baseline", default="weighted-best-of-n")
+    ap.add_argument("--baseline", default="weighted-best-of-n",
+                    help="the variant of the first lines; every group line states the ratio "
+                    "against the strongest variant")
+    ap.add_argument("--groups", default="search,revisions")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     if args.fresh:
@@ -60,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("give a sweep folder or --fresh OUT")
     t0 = time.perf_counter()
     data = load_sweep(Path(folder))
-    res = analyze(data, k=args.probe_k, baseline=args.baseline, n_boot=args.bootstrap)
+    res = analyze(data, k=args.probe_k, baseline=args.baseline, n_boot=args.bootstrap,
+                  groups=[g for g in args.groups.split(",") if g])
     took = time.perf_counter() - t0
     print(f"sweep {folder}: {res['n_problems']} questions, budgets "
           f"{', '.join(map(str, res['budgets']))}; probe k={res['probe_k']} charged; baseline "
@@ -68,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     for kind, per in res["bins"].items():
         for target, m in per["matches"].items():
             boot = m["bootstrap"]
-            head = (f"{kind:>9} bins: best-of-N@{target} accuracy {m['baseline_accuracy']:.3f} "
-                    "-> compute-optimal ")
+            head = (f"{kind:>9} bins: {m['baseline']}@{target} accuracy "
+                    f"{m['baseline_accuracy']:.3f} -> compute-optimal ")
             if m["ratio"] is None:
                 print(head + "never reaches it (ratio < 1 over the budgets swept)")
                 continue
@@ -77,9 +81,24 @@ def main(argv: list[str] | None = None) -> int:
             fr = m["flops_ratio"]
             spread = (f"bootstrap 5-95% {boot['ratio_p05']:.2f}-{boot['ratio_p95']:.2f}, "
                       f"reached {boot['reached']:.0%}" if boot.get("n") else "no bootstrap")
+            strong = m.get("strongest") or {}
+            vs = (f"; against the strongest, {strong['baseline']} "
+                  f"{strong['baseline_accuracy']:.3f}: "
+                  + ("not reached" if strong.get("ratio") is None else
+                     f"{'>=' if strong.get('bound') else ''}{strong['ratio']:.2f}x")
+                  if strong and strong["baseline"] != m["baseline"] else "")
             print(head + f"matches at {m['matched_generations']:.1f} generations: efficiency "
                   f"{bound}{m['ratio']:.2f}x ({spread}); FLOPs ratio "
-                  f"{'-' if fr is None else f'{fr:.2f}x'}")
+                  f"{'-' if fr is None else f'{fr:.2f}x'}{vs}")
+    from ttscale.optimal.analysis import group_rows
+
+    print("every group (sampler), both protocols; ratio vs the strongest best-of-N of the same "
+          "sampler, named:")
+    for row in group_rows(res):
+        print(f"  {row['group']:>9} {row['protocol']:>6} {row['bins']:>9} bins "
+              f"{row['target']:>5}: {row['baseline']} {row['baseline_accuracy']} -> "
+              f"matched at {row['matched']} gen., ratio {row['ratio']} (bootstrap "
+              f"{row['bootstrap']}), FLOPs {row['flops_ratio']}; vs {row['others']}")
     for note in res["notes"]:
         print(f"note: {note}")
     print(f"analysis: {took:.2f} s ({res['n_boot']} bootstrap resamples x "

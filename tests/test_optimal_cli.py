@@ -238,3 +238,82 @@ def test_a_sweep_without_a_scored_pool_is_refused(tmp_path, capsys):
                                          str(tmp_path / "p.json")])
     assert code == 1 and stdout == ""
     assert "no PRM-scored pool" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def mixed_sweep(tmp_path_factory) -> Path:
+    """Search arms, a lookahead grid curve and revision arms, on the fakes."""
+    from fakes import FakeReviser
+
+    out = tmp_path_factory.mktemp("msweep")
+    cfg, plan = build_sweep_config(
+        "testbed", "majority,best-of-n,weighted-best-of-n,beam-m4,lookahead-k1-m4,"
+        "revisions-par,revisions-l4", "1,4,8,16", limit=14, seed=0, out=str(out), sets=SETS)
+    parts = Parts(cfg, "fake-policy", "fake-prm", revision="fake-reviser",
+                  generator=FakeGenerator(accuracy=lambda k: 0.93 ** (2 * k)),
+                  scorer=FakeScorer(noise=0.3),
+                  reviser=FakeReviser(accuracy=lambda k: 0.93 ** (2 * k), gain=0.03))
+    sweep(cfg, plan, progress=False, parts=parts)
+    return out
+
+
+def test_lookahead_is_compared_at_n_times_k_plus_one(mixed_sweep):
+    data = load_sweep(mixed_sweep)
+    # lookahead k=1 at N=4 costs 8 generations: it is a point at 8, never at 4
+    pt = data.points[("lookahead-k1-m4", 8)]
+    assert set(pt.gens.values()) == {8.0} and pt.run_budget == 4
+    assert ("lookahead-k1-m4", 4) not in data.points
+    assert ("lookahead-k1-m4", 16) in data.points  # N=8
+    assert any("lookahead-k1-m4 N=16: costs 32 generations" in n for n in data.notes)
+    charged = data.charged_points(4)
+    assert charged[("lookahead-k1-m4", 8)].gens[data.ids[0]] == 8 + 4
+
+
+def test_compute_optimal_groups_arms_by_sampler_and_states_the_strongest_baseline(
+        mixed_sweep):
+    from ttscale.optimal.analysis import analyze, cross_validated, group_rows
+
+    data = load_sweep(mixed_sweep)
+    assert data.arms["revisions-l4"].sampler == "revision"
+    assert data.arms["beam-m4"].sampler == data.arms["majority"].sampler == "policy"
+    res = analyze(data, targets=[8, 16], n_boot=5)
+    groups = res["groups"]
+    assert set(groups) == {"search", "revisions"}
+    assert groups["revisions"]["baselines"] == ["revisions-par"]
+    for group, per_group in groups.items():
+        allowed = {a for a in per_group["arms"]}
+        assert all(data.arms[a].sampler == ("policy" if group == "search" else "revision")
+                   for a in allowed)
+        for protocol in ("paper", "strict"):
+            for kind in ("oracle", "predicted"):
+                per = per_group[protocol][kind]
+                for p in per["pooled"]:
+                    assert set(p["choices"]) <= allowed, "never a sampler of another group"
+                    if protocol == "paper":
+                        assert p["generations"] == p["budget"], "difficulty is free"
+                    else:
+                        assert p["generations"] >= 4, "the probe is charged"
+                for t, m in per["matches"].items():
+                    vs = m["vs"]
+                    assert m["baseline"] in vs
+                    assert m["baseline_accuracy"] == max(v["baseline_accuracy"]
+                                                         for v in vs.values())
+                    if group == "search":
+                        assert set(vs) == {"best-of-n/last", "weighted-best-of-n/last"}
+    # the paper protocol bins predicted difficulty by the whole pool, the strict one by the probe
+    paper = cross_validated(data, "predicted", 4, protocol="paper")
+    strict = cross_validated(data, "predicted", 4, protocol="strict")
+    assert paper.pooled[1].bins != strict.pooled[1].bins or paper.pooled[1].gens != \
+        strict.pooled[1].gens
+    rows = group_rows(res)
+    assert {(r["group"], r["protocol"]) for r in rows} == {
+        ("search", "paper"), ("search", "strict"), ("revisions", "paper"),
+        ("revisions", "strict")}
+    assert all(r["baseline"] for r in rows)
+    # the strict search numbers keep their place, with the strongest variant beside them
+    m = res["bins"]["oracle"]["matches"]["16"]
+    assert m["strongest"]["baseline_accuracy"] >= m["baseline_accuracy"]
+    # a mixed table is only made when asked for; its baseline set is every single sampler's
+    mixed = analyze(data, targets=[16], n_boot=0, groups=["mixed"])["groups"]["mixed"]
+    assert set(mixed["baselines"]) == {"best-of-n/last", "weighted-best-of-n/last",
+                                       "revisions-par"}

@@ -21,12 +21,12 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ttscale.analysis.bins import N_BINS, oracle_bins
-from ttscale.optimal.data import SweepData, baseline_label
+from ttscale.optimal.data import Points, SweepData, baseline_label
 from ttscale.optimal.difficulty import PROBE_K, STATISTIC, fit_thresholds
 from ttscale.optimal.frontier import Frontier, curve_dicts
 from ttscale.optimal.policy_table import SCHEMA_VERSION, PolicyTable, validate_table
@@ -48,26 +48,104 @@ TARGETS = (16, 64)
 ANALYSIS_VERSION = 1
 
 
-def make_binner(kind: str, data: SweepData, k: int, n_bins: int = N_BINS) -> Binner:
+#: the two protocols, side by side: ``paper`` estimates difficulty free of charge from the whole
+#: sample pool (oracle: pass@1 of the pool; predicted: the pool's mean PRM score), as the paper
+#: does; ``strict`` charges the difficulty probe (k samples, PRM-scored) to every question and
+#: bins new questions by the probe's k-sample mean
+PROTOCOLS = ("paper", "strict")
+#: arms grouped by the model that samples (``Arm.sampler``); ``mixed`` (every arm) only when
+#: asked for
+GROUPS = {"search": ("policy",), "revisions": ("revision",),
+          "mixed": ("policy", "revision", "mixed")}
+DEFAULT_GROUPS = ("search", "revisions")
+
+
+def make_binner(kind: str, data: SweepData, k: int, n_bins: int = N_BINS,
+                protocol: str = "strict") -> Binner:
     if kind == "oracle":
         return OracleBinner(data.pass1, n_bins)
     if kind == "predicted":
-        return PredictedBinner(data.pool_mean(), data.probe_scores(k), n_bins)
+        assign = data.pool_mean() if protocol == "paper" else data.probe_scores(k)
+        return PredictedBinner(data.pool_mean(), assign, n_bins)
     raise ValueError(f"--bins {kind!r}: choose oracle or predicted")
 
 
+def protocol_points(data: SweepData, protocol: str, k: int, reuse: bool) -> Points:
+    """The points of a protocol: the probe charged (strict) or difficulty free (paper)."""
+    if protocol == "strict":
+        return data.charged_points(k, reuse)
+    if protocol == "paper":
+        return dict(data.points)
+    raise ValueError(f"protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
+
+
+def group_points(data: SweepData, points: Points, group: str) -> Points:
+    """The points of the arms whose sampler belongs to ``group``."""
+    samplers = GROUPS[group]
+    return {key: pt for key, pt in points.items() if data.arms[key[0]].sampler in samplers}
+
+
+def baseline_labels(data: SweepData, group: str) -> list[str]:
+    """The baselines of a group (the strongest of them at each budget is the one a ratio is
+    stated against): best-of-N of the base policy, argmax and weighted, for search; the revision
+    model's own fully parallel sampling (``revisions-par``, chains of one) for revisions; all of
+    them (the strongest single-sampler curve) for a mixed table."""
+    how = data.summary.get("aggregation", "last")
+    search = [f"{b}/{how}" for b in ("best-of-n", "weighted-best-of-n")
+              if f"{b}/{how}" in data.arms]
+    revision = [label for label in ("revisions-par",) if label in data.arms]
+    if group == "search":
+        return search
+    if group == "revisions":
+        return revision
+    return search + revision
+
+
 def cross_validated(data: SweepData, kind: str, k: int = PROBE_K, reuse: bool = True,
-                    seed: int = 0) -> CrossValidation:
-    """The cross-validated compute-optimal outcomes with the probe charged."""
-    return cross_validate(data.charged_points(k, reuse), data.budgets, data.ids,
-                          make_binner(kind, data, k), seed)
+                    seed: int = 0, *, protocol: str = "strict",
+                    group: str = "search") -> CrossValidation:
+    """The cross-validated compute-optimal outcomes of one group of arms under one protocol
+    (default: the strict one, probe charged, search arms)."""
+    points = group_points(data, protocol_points(data, protocol, k, reuse), group)
+    budgets = [n for n in data.budgets if any(key[1] == n for key in points)]
+    if not budgets:
+        raise ValueError(f"sweep {data.out}: no {group} arm has results")
+    return cross_validate(points, budgets, data.ids,
+                          make_binner(kind, data, k, protocol=protocol), seed)
+
+
+def strongest_match(cv: CrossValidation, data: SweepData, labels: Sequence[str], target: int,
+                    n_boot: int, seed: int) -> dict[str, Any] | None:
+    """The match of ``target`` against the strongest baseline at that budget (the highest
+    accuracy among ``labels``), named, with every variant's ratio beside it (``vs``)."""
+    found = []
+    for label in labels:
+        if (label, target) not in data.points:
+            continue
+        fr = Frontier(cv.pooled, data.points, label, cv.budgets, data.ids)
+        found.append((fr.efficiency(target), fr))
+    if not found:
+        return None
+    best, fr = max(found, key=lambda x: x[0]["baseline_accuracy"])
+    out = {**best, "baseline_kind": "strongest best-of-N of the same sampler",
+           "vs": {e["baseline"]: {"baseline_accuracy": e["baseline_accuracy"],
+                                  "ratio": e["ratio"], "flops_ratio": e["flops_ratio"],
+                                  "bound": e["bound"]} for e, _ in found}}
+    out["bootstrap"] = fr.bootstrap(target, n_boot, seed)
+    return out
 
 
 def analyze(data: SweepData, *, k: int = PROBE_K, reuse: bool = True,
             baseline: str = "weighted-best-of-n", targets: Sequence[int] = TARGETS,
             n_boot: int = 200, seed: int = 0,
-            kinds: Sequence[str] = BIN_KINDS) -> dict[str, Any]:
-    """Everything ``ttscale optimal`` prints and ``optimal.json`` holds."""
+            kinds: Sequence[str] = BIN_KINDS,
+            groups: Sequence[str] = DEFAULT_GROUPS) -> dict[str, Any]:
+    """Everything ``ttscale optimal`` prints and ``optimal.json`` holds.
+
+    ``bins`` (the strict protocol, search arms, against ``baseline``) keeps the earlier layout
+    for readers of it; ``groups`` holds, per group of arms (``GROUPS``) and protocol
+    (``PROTOCOLS``) and bin kind, the match of every target against the strongest best-of-N
+    variant of the same sampler (``strongest_match``)."""
     base = baseline_label(data, baseline)
     targets = sorted(set(targets))
     notes = list(data.notes)
@@ -83,13 +161,19 @@ def analyze(data: SweepData, *, k: int = PROBE_K, reuse: bool = True,
                  for label, a in data.arms.items()},
         "bins": {}, "notes": notes,
     }
+    search_labels = baseline_labels(data, "search")
     for kind in kinds:
         cv = cross_validated(data, kind, k, reuse, seed)
-        fr = Frontier(cv.pooled, data.points, base, data.budgets, data.ids)
+        fr = Frontier(cv.pooled, data.points, base, cv.budgets, data.ids)
         matches = {}
         for t in targets:
             if t in data.budgets:
-                matches[str(t)] = {**fr.efficiency(t), "bootstrap": fr.bootstrap(t, n_boot, seed)}
+                m = {**fr.efficiency(t), "bootstrap": fr.bootstrap(t, n_boot, seed)}
+                strong = strongest_match(cv, data, search_labels, t, 0, seed)
+                if strong is not None:
+                    m["strongest"] = {key: strong[key] for key in (
+                        "baseline", "baseline_accuracy", "ratio", "flops_ratio", "bound")}
+                matches[str(t)] = m
         result["bins"][kind] = {
             "folds": [{"selection": len(f.selection), "evaluation": len(f.evaluation),
                        "n_bins": f.fitted.n_bins, "thresholds": f.fitted.thresholds,
@@ -100,7 +184,86 @@ def analyze(data: SweepData, *, k: int = PROBE_K, reuse: bool = True,
             "matches": matches,
         }
         result["baseline_curve"] = curve_dicts(fr.base_curve())
+    result["groups"] = analyze_groups(data, k=k, reuse=reuse, targets=targets, n_boot=n_boot,
+                                      seed=seed, kinds=kinds, groups=groups, notes=notes)
     return result
+
+
+def analyze_groups(data: SweepData, *, k: int, reuse: bool, targets: Sequence[int],
+                   n_boot: int, seed: int, kinds: Sequence[str], groups: Sequence[str],
+                   notes: list[str]) -> dict[str, Any]:
+    """Per group, protocol and bin kind: the cross-validated curve and every target's match
+    against the group's strongest baseline (named). A group without arms or without a
+    baseline is left out with a note."""
+    out: dict[str, Any] = {}
+    for group in groups:
+        if group not in GROUPS:
+            raise ValueError(f"group {group!r}: choose from {', '.join(GROUPS)}")
+        labels = baseline_labels(data, group)
+        arms = [a for a in data.arms.values() if a.sampler in GROUPS[group]]
+        if not arms or not labels:
+            what = "arms" if not arms else "baseline (" + (
+                "revisions-par: run the sweep with --strategies revisions"
+                if group == "revisions" else "a PRM-scored pool") + ")"
+            notes.append(f"group {group}: no {what}; not analysed")
+            continue
+        per_group: dict[str, Any] = {"baselines": labels,
+                                     "arms": sorted(a.label for a in arms)}
+        for protocol in PROTOCOLS:
+            per_protocol: dict[str, Any] = {}
+            for kind in kinds:
+                cv = cross_validated(data, kind, k, reuse, seed, protocol=protocol,
+                                     group=group)
+                matches = {}
+                for t in targets:
+                    m = strongest_match(cv, data, labels, t, n_boot, seed)
+                    if m is not None:
+                        matches[str(t)] = m
+                per_protocol[kind] = {"pooled": cv.curve(), "matches": matches}
+            per_group[protocol] = per_protocol
+        out[group] = per_group
+    return out
+
+
+def ratio_text(m: Mapping[str, Any], key: str = "ratio") -> str:
+    """``4.80x``, ``>=4.80x`` (a bound) or ``not reached``."""
+    r = m.get(key)
+    if r is None:
+        return "not reached"
+    return f"{'>=' if m.get('bound') else ''}{r:.2f}x"
+
+
+def group_rows(result: Mapping[str, Any]) -> list[dict[str, str]]:
+    """One printable row per (group, protocol, bins, target) of ``result["groups"]``: the ratio
+    against the strongest best-of-N variant of the same sampler, named, and the ratio against
+    each other variant beside it (what the CLI, the bench and the report print)."""
+    rows = []
+    for group, per_group in result.get("groups", {}).items():
+        for protocol in PROTOCOLS:
+            for kind, per in per_group.get(protocol, {}).items():
+                for target, m in per.get("matches", {}).items():
+                    gens = m.get("matched_generations")
+                    others = ", ".join(f"{label} {ratio_text(v)}" for label, v in
+                                       m.get("vs", {}).items() if label != m["baseline"])
+                    boot = m.get("bootstrap") or {}
+                    rows.append({
+                        "group": group, "protocol": protocol, "bins": kind,
+                        "target": f"N={target}", "baseline": str(m["baseline"]),
+                        "baseline_accuracy": f"{m['baseline_accuracy']:.3f}",
+                        "matched": "-" if gens is None else
+                        f"{'<=' if m.get('bound') else ''}{gens:.1f}",
+                        "ratio": ratio_text(m), "flops_ratio": ratio_text(m, "flops_ratio"),
+                        "bootstrap": (f"{boot['ratio_p05']:.2f}-{boot['ratio_p95']:.2f}"
+                                      if boot.get("n") else "-"),
+                        "others": others or "-"})
+    return rows
+
+
+GROUP_COLUMNS = (("group", "group"), ("protocol", "protocol"), ("bins", "bins"),
+                 ("target", "best-of-N at"), ("baseline", "strongest baseline"),
+                 ("baseline_accuracy", "its accuracy"), ("matched", "matched at (gen.)"),
+                 ("ratio", "ratio (gen.)"), ("bootstrap", "bootstrap 5-95%"),
+                 ("flops_ratio", "ratio (FLOPs)"), ("others", "vs the other variant"))
 
 
 def _fold_mean(cv: CrossValidation) -> list[dict[str, float]]:

@@ -78,11 +78,18 @@ def optimal_cmd(
     ] = 200,
     seed: Annotated[int, typer.Option(
         "--seed", help="Seed of the fold split and the bootstrap.")] = 0,
+    groups: Annotated[str, typer.Option(
+        "--groups", help="Groups of arms by the model that samples, each analysed on its own "
+        "against its own baseline: search (base policy + PRM), revisions (revision model), "
+        "mixed (every arm, against the strongest single-sampler curve; only when asked).")
+    ] = "search,revisions",
     json_out: Annotated[bool, typer.Option(
         "--json", help="Print the analysis as one JSON object on stdout.")] = False,
 ) -> None:
     """Select a strategy per (difficulty bin, budget) with 2-fold cross-validation; save the
-    policy table; print where compute-optimal (probe cost counted) matches best-of-N.
+    policy table; print where compute-optimal matches best-of-N, per group of arms (by sampler)
+    and protocol (paper: difficulty free from the whole pool; strict: probe charged), every
+    ratio against the strongest best-of-N variant of the same sampler.
 
     Also writes the analysis to SWEEP/optimal.json (for `ttscale report`).
     """
@@ -95,6 +102,12 @@ def optimal_cmd(
     if n_boot < 0:
         raise ValueError(f"--bootstrap {n_boot}: must be >= 0")
     target_list = _numbers(targets, "--targets", int)
+    from ttscale.optimal.analysis import GROUPS
+
+    group_list = [g.strip() for g in groups.split(",") if g.strip()]
+    bad = [g for g in group_list if g not in GROUPS]
+    if bad or not group_list:
+        raise ValueError(f"--groups {groups!r}: choose from {', '.join(GROUPS)}")
     sweep = _check_sweep(sweep)
     if out is None:
         raise ValueError("missing --out TABLE.json (where to write the policy table)")
@@ -107,7 +120,7 @@ def optimal_cmd(
 
     data = load_sweep(sweep)
     result = analyze(data, k=probe_k, reuse=reuse_probe, baseline=baseline,
-                     targets=target_list, n_boot=n_boot, seed=seed)
+                     targets=target_list, n_boot=n_boot, seed=seed, groups=group_list)
     table = build_table(data, bins, k=probe_k, reuse=reuse_probe, analysis=result)
     table_path = save_table(table, out)
     analysis_path = write_json(sweep / OPTIMAL_NAME, {**result, "table": str(table_path),
@@ -136,7 +149,8 @@ def print_analysis(result: dict[str, Any], table: str, bins: str, path: str,
                     f"({result['n_problems']} questions, probe k={result['probe_k']} charged, "
                     "2-fold cross-validated)")
     for col in ("bins", "best-of-N at", "its accuracy", "compute-optimal matches at",
-                "ratio (generations)", "bootstrap 5-95%", "reached", "ratio (FLOPs)"):
+                "ratio (generations)", "bootstrap 5-95%", "reached", "ratio (FLOPs)",
+                "vs the strongest best-of-N"):
         t.add_column(col, justify="right")
     for kind, per in result["bins"].items():
         for target, m in per["matches"].items():
@@ -147,9 +161,24 @@ def print_analysis(result: dict[str, Any], table: str, bins: str, path: str,
             gens = m.get("matched_generations")
             at = "-" if gens is None else f"{'<=' if m.get('bound') else ''}{gens:.1f} gen."
             fr = m.get("flops_ratio")
+            strong = m.get("strongest") or {}
+            vs = (f"{strong['baseline']} {strong['baseline_accuracy']:.3f}: "
+                  f"{_fmt_ratio(strong)}" if strong else "-")
             t.add_row(kind, f"N={target}", f"{m['baseline_accuracy']:.3f}", at, _fmt_ratio(m),
-                      spread, reached, "-" if fr is None else f"{fr:.2f}x")
+                      spread, reached, "-" if fr is None else f"{fr:.2f}x", vs)
     console.print(t)
+    from ttscale.optimal.analysis import GROUP_COLUMNS, group_rows
+
+    rows = group_rows(result)
+    if rows:
+        g = Table(title="every group of arms (by the model that samples), both protocols "
+                        "(paper: difficulty free from the whole pool; strict: probe charged): "
+                        "ratio against the strongest best-of-N of the same sampler")
+        for _, head in GROUP_COLUMNS:
+            g.add_column(head, justify="right")
+        for row in rows:
+            g.add_row(*(row[key] for key, _ in GROUP_COLUMNS))
+        console.print(g)
     c = Table(title="accuracy by budget, cross-validated (fold k: selected on half k, scored on "
                     "the other; all: every question once); mean generations incl. the probe")
     c.add_column("N", justify="right")

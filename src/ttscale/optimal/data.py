@@ -20,7 +20,7 @@ only means; the per-question values come from its store:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,9 @@ class Arm:
     options: Mapping[str, Any] = field(default_factory=dict)
     source: str = "run"  # "pool" or "run"
     needs_prm: bool = True
+    #: the model that samples: "policy" (the base policy, PRM search), "revision" (the revision
+    #: model) or "mixed" (both, e.g. beam search + revisions); compute-optimal groups arms by it
+    sampler: str = "policy"
 
     @property
     def reusable(self) -> bool:
@@ -74,6 +77,9 @@ class Point:
     flops: dict[str, float]
     #: the options the strategy ran with at this budget
     options: dict[str, Any] = field(default_factory=dict)
+    #: the ``--budget`` the strategy ran with, when it differs from the budget this point is
+    #: compared at (lookahead with N beams costs N x (k + 1) generations: see ``load_sweep``)
+    run_budget: int | None = None
 
 
 Points = dict[tuple[str, int], Point]
@@ -242,13 +248,45 @@ def load_sweep(out: str | Path) -> SweepData:
             raise ValueError(f"sweep {out}: curve {name!r} ran strategy {strategy!r} at N={n} "
                              f"but {known.strategy!r} elsewhere")
         arms.setdefault(name, Arm(name, strategy, {}, "run",
-                                  needs_prm=_needs_prm(name, strategy)))
-        points[(name, n)] = Point({r.problem_id: float(bool(r.correct)) for r in rows},
-                                  {r.problem_id: float(r.cost.generations) for r in rows},
-                                  {r.problem_id: r.cost.total_flops for r in rows}, options)
+                                  needs_prm=_needs_prm(name, strategy),
+                                  sampler=sampler_of(name, strategy)))
+        gens = {r.problem_id: float(r.cost.generations) for r in rows}
+        at = compared_budget(gens, n, budgets)
+        if at is None:
+            notes.append(f"{name} N={n}: costs {sorted(set(gens.values()))[0]:g} generations "
+                         "per question, not a budget of this sweep; not compared")
+            continue
+        points[(name, at)] = Point({r.problem_id: float(bool(r.correct)) for r in rows}, gens,
+                                   {r.problem_id: r.cost.total_flops for r in rows}, options,
+                                   run_budget=n if at != n else None)
     return SweepData(out, summary, ids, budgets, n_max, arms, points, p1, final_scores,
                      pool_cost, scored, notes, pool_config,
                      {q: list(cands[q]) for q in ids})
+
+
+def compared_budget(gens: Mapping[str, float], n: int, budgets: Sequence[int]) -> int | None:
+    """The budget a run point at ``--budget n`` is compared at: ``n``, unless every question
+    cost the same whole number ``g != n`` of generations (lookahead: ``n x (k + 1)``), then
+    ``g``; None when that is not a budget of the sweep (the caller drops the point: lookahead
+    is compared at its cost, never at N). Adaptive strategies whose realised generations vary
+    stay at ``n``."""
+    values = set(gens.values())
+    if len(values) != 1:
+        return n
+    g = next(iter(values))
+    if g == n or g != int(g):
+        return n
+    return int(g) if int(g) in budgets else None
+
+
+def sampler_of(name: str, strategy: str) -> str:
+    """Which model samples a sweep curve (``Arm.sampler``)."""
+    if strategy == "combined":
+        return "mixed"
+    s = SWEEP_STRATEGIES.get(name)
+    if (s is not None and s.uses_reviser) or strategy == "revisions":
+        return "revision"
+    return "policy"
 
 
 def _needs_prm(name: str, strategy: str) -> bool:

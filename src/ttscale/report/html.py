@@ -275,7 +275,27 @@ def optimal_section(optimal: Mapping[str, Any] | None) -> str:
     notes = "".join(f"<li>{html.escape(str(n))}</li>" for n in optimal.get("notes", []))
     return ("<h2 id='optimal'>Compute-optimal vs best-of-N</h2>"
             + _img(plots.optimal_frontier(optimal), "compute-optimal frontier vs best-of-N")
-            + table + note + (f"<ul class='note'>{notes}</ul>" if notes else ""))
+            + table + note + groups_table(optimal)
+            + (f"<ul class='note'>{notes}</ul>" if notes else ""))
+
+
+def groups_table(optimal: Mapping[str, Any]) -> str:
+    """Every group of arms (by sampler) under both protocols, each ratio stated against the
+    strongest best-of-N variant of the same sampler (named); empty for an older optimal.json."""
+    from ttscale.optimal.analysis import GROUP_COLUMNS, group_rows
+
+    rows = group_rows(optimal)
+    if not rows:
+        return ""
+    head = "".join(f"<th>{html.escape(h)}</th>" for _, h in GROUP_COLUMNS)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(r[k])}</td>" for k, _ in GROUP_COLUMNS)
+                   + "</tr>" for r in rows)
+    return ("<h3>By sampler and protocol</h3><p class='note'>Search arms (base policy + PRM) "
+            "against best-of-N of the base policy; revision arms against the revision model's "
+            "own parallel sampling (revisions-par). Protocol <i>paper</i>: difficulty estimated "
+            "free of charge from the whole sample pool, as in the paper; <i>strict</i>: the "
+            "difficulty probe is charged and new questions are binned from its k samples.</p>"
+            f'<table class="num"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
 
 
 def flops_section(flops: Mapping[str, Any] | None) -> str:
