@@ -293,7 +293,7 @@ def test_compute_optimal_groups_arms_by_sampler_and_states_the_strongest_baselin
                         assert p["generations"] == p["budget"], "difficulty is free"
                     else:
                         assert p["generations"] >= 4, "the probe is charged"
-                for t, m in per["matches"].items():
+                for m in per["matches"].values():
                     vs = m["vs"]
                     assert m["baseline"] in vs
                     assert m["baseline_accuracy"] == max(v["baseline_accuracy"]
