@@ -380,13 +380,13 @@ def test_flops_matched_comparison_on_a_hand_built_case():
     large_acc = {"a": 1.0, "b": 0.0, "c": 1.0, "d": 0.0}
     large_flops = {q: 1000.0 for q in bins}
 
-    def o(acc, flops):
-        return Outcome(dict(acc), {q: 1.0 for q in acc}, dict(flops), dict(bins),
+    def o(acc, flops, gens):
+        return Outcome(dict(acc), {q: gens for q in acc}, dict(flops), dict(bins),
                        {q: "s" for q in acc})
 
-    outcomes = {1: o({"a": 1, "b": 0, "c": 0, "d": 0}, {q: 100.0 for q in bins}),
+    outcomes = {1: o({"a": 1, "b": 0, "c": 0, "d": 0}, {q: 100.0 for q in bins}, 1.0),
                 4: o({"a": 1, "b": 1, "c": 1, "d": 0}, {"a": 500.0, "b": 500.0,
-                                                        "c": 3000.0, "d": 3000.0})}
+                                                        "c": 3000.0, "d": 3000.0}, 4.0)}
     # M = 2, R = 3: X = 2 + 3 / 3 = 3, allowance = 1000 * 3 / 2 = 1500 FLOPs per question
     rows = {(r["R"], r["bin"]): r for r in compare(outcomes, large_acc, large_flops, bins, 2.0,
                                                     [3.0])}
@@ -395,12 +395,18 @@ def test_flops_matched_comparison_on_a_hand_built_case():
     # bin 1: N=4 costs 500 <= 1500: small 1.0 vs large 0.5, and N=4 is the last budget
     assert (b1["small_budget"], b1["small_accuracy"], b1["large_accuracy"]) == (4, 1.0, 0.5)
     assert b1["winner"] == "small+test-time" and b1["delta"] == 0.5 and b1["capped"]
-    # bin 2: N=4 costs 3000 > 1500, so N=1: small 0.0 vs large 0.5
-    assert (b2["small_budget"], b2["small_accuracy"], b2["winner"]) == (1, 0.0, "large")
-    assert b2["delta"] == -0.5
-    # all: mean FLOPs at N=4 = 1750 > 1500: N=1, 0.25 vs 0.5
-    assert (everything["small_budget"], everything["small_accuracy"]) == (1, 0.25)
-    assert everything["n"] == 4
+    # bin 2: N=1 costs 100, N=4 3000 > 1500: interpolated in log FLOPs between them,
+    # t = ln(1500/100) / ln(3000/100): small 0.5 t ~ 0.398 vs large 0.5
+    t = math.log(15) / math.log(30)
+    assert b2["small_budget"] == 1 and not b2["capped"]
+    assert b2["small_accuracy"] == pytest.approx(0.5 * t) and b2["winner"] == "large"
+    assert b2["small_generations"] == pytest.approx(4 ** t)
+    assert b2["small_flops"] == 1500.0
+    # all: (100, 0.25) and (1750, 0.75): at 1500 the small side is past the large model's 0.5;
+    # rounding down to the largest budget that fits would have said 0.25 and "large"
+    t = math.log(15) / math.log(17.5)
+    assert everything["small_accuracy"] == pytest.approx(0.25 + 0.5 * t)
+    assert everything["winner"] == "small+test-time" and everything["n"] == 4
     # nothing fits: the large model wins by default
     tight = compare(outcomes, large_acc, {q: 10.0 for q in bins}, bins, 2.0, [3.0])
     assert all(r["small_budget"] is None and r["winner"] == "large" for r in tight)

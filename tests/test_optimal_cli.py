@@ -148,7 +148,8 @@ def test_report_gains_the_frontier_and_flops_sections(sweep_dir, tmp_path, capsy
     assert "id='optimal'" in page and "Compute-optimal vs best-of-N" in page
     assert str(tmp_path / "p.json") in page
     assert "id='flops'" in page and "FLOPs-matched comparison" in page
-    assert page.count("<td>22</td>") == len([r for r in res["rows"] if r["R"] == 22])
+    assert page.count("<td>22</td>") == len([r for r in res["rows"] + res["paper_rows"]
+                                             if r["R"] == 22])
     (sweep_dir / "flops.json").write_text("{broken")
     with pytest.raises(ValueError, match="flops.json is not valid JSON"):
         build_report(sweep_dir, dest=tmp_path / "x.html")
@@ -175,6 +176,13 @@ def test_flops_compares_with_the_large_model_and_resumes(sweep_dir):
     a22 = next(r for r in res["rows"] if r["R"] == 22.0 and r["bin"] == "all")
     assert a016["allowance_flops"] > a22["allowance_flops"]
     assert (a016["small_budget"] or 0) >= (a22["small_budget"] or 0)
+    # the paper's accounting: the large side also pays a PRM pass over its answer, and the
+    # small side no probe
+    assert res["prm_params"] == pytest.approx(500.0)
+    for strict, paper in zip(res["rows"], res["paper_rows"], strict=True):
+        assert (strict["accounting"], paper["accounting"]) == ("strict", "paper")
+        assert paper["large_flops"] > strict["large_flops"]
+        assert paper["large_accuracy"] == strict["large_accuracy"]
     # rerun: the large model's answers come from the store, no generation
     again = FakeGenerator(accuracy=0.0, num_parameters=14000)
     res2 = flops_matched(data, "fake-large-b", generator=again, r_values=[0.16, 22.0])

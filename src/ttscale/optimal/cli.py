@@ -258,7 +258,12 @@ def flops_matched(data: Any, large: str | None, *, multiplier: float | None = No
     """Sample (or resume) the large model, compare, write ``flops.json``; returns the result."""
     from ttscale.analysis.bins import oracle_bins
     from ttscale.optimal.analysis import FLOPS_NAME, cross_validated, write_json
-    from ttscale.optimal.flops import compare, params_from_cost, sample_large
+    from ttscale.optimal.flops import (
+        compare,
+        params_from_cost,
+        prm_params_from_costs,
+        sample_large,
+    )
     from ttscale.types import Cost
 
     run = sample_large(data, large, generator=generator, progress=progress, device=device)
@@ -274,12 +279,29 @@ def flops_matched(data: Any, large: str | None, *, multiplier: float | None = No
         if multiplier < 1:
             raise ValueError(f"the 'large' model {run.policy} has {multiplier:.2f}x the small "
                              "model's parameters; give the larger model to --large")
+    bins = oracle_bins(data.pass1)
     cv = cross_validated(data, "oracle", k, True, seed)
-    rows = compare(cv.pooled, run.acc, run.flops, oracle_bins(data.pass1), multiplier, r_values)
+    rows = compare(cv.pooled, run.acc, run.flops, bins, multiplier, r_values)
+    for row in rows:
+        row["accounting"] = "strict"
+    # the paper's accounting: difficulty free, the verifier counted on both sides
+    prm_params = prm_params_from_costs(list(data.pool_cost.values()))
+    large_paper = {q: f + (2.0 * prm_params * run.tokens.get(q, 0.0) if prm_params else 0.0)
+                   for q, f in run.flops.items()}
+    paper_cv = cross_validated(data, "oracle", k, True, seed, protocol="paper")
+    paper_rows = compare(paper_cv.pooled, run.acc, large_paper, bins, multiplier, r_values)
+    for row in paper_rows:
+        row["accounting"] = "paper"
     result = {"sweep": str(data.out), "task": data.summary.get("task"),
               "n_problems": len(data.ids), "large": run.policy, "large_run_key": run.run_key,
               "resumed": run.resumed, "computed": run.computed, "multiplier_M": multiplier,
-              "probe_k": k, "bins": "oracle", "rows": rows}
+              "probe_k": k, "bins": "oracle", "rows": rows, "paper_rows": paper_rows,
+              "prm_params": prm_params,
+              "accountings": {
+                  "strict": "small side pays the difficulty probe and its PRM; large side its "
+                            "greedy tokens only",
+                  "paper": "difficulty free (whole pool); the verifier counted on both sides "
+                           "(the large side also pays one PRM pass over its answer)"}}
     result["path"] = str(write_json(Path(data.out) / FLOPS_NAME, result))
     return result
 
@@ -289,19 +311,26 @@ def print_flops(result: dict[str, Any], console: Any = None) -> None:
     from rich.table import Table
 
     console = console or Console()
-    t = Table(title=f"FLOPs-matched: small + test-time compute vs large greedy "
-                    f"(M={result['multiplier_M']:.1f}x parameters, {result['n_problems']} "
-                    "questions, oracle bins)")
-    for col in ("R", "X", "bin", "n", "large acc.", "small budget", "small acc.", "delta",
-                "winner"):
-        t.add_column(col, justify="right")
-    for r in result["rows"]:
-        budget = "-" if r["small_budget"] is None else (
-            f"{r['small_budget']}{'+' if r['capped'] else ''}")
-        small = "-" if r["small_accuracy"] is None else f"{r['small_accuracy']:.3f}"
-        delta = "-" if r["delta"] is None else f"{r['delta']:+.3f}"
-        t.add_row(f"{r['R']:g}", f"{r['multiplier_X']:.1f}", str(r["bin"]), str(r["n"]),
-                  f"{r['large_accuracy']:.3f}", budget, small, delta, r["winner"])
-    console.print(t)
+    for key, name in (("rows", "strict"), ("paper_rows", "paper")):
+        if key not in result:
+            continue
+        t = Table(title=f"FLOPs-matched ({name} accounting: "
+                        f"{result.get('accountings', {}).get(name, '')}): small + test-time "
+                        f"compute vs large greedy (M={result['multiplier_M']:.1f}x parameters, "
+                        f"{result['n_problems']} questions, oracle bins; small side "
+                        "interpolated in log FLOPs at the allowance)")
+        for col in ("R", "X", "bin", "n", "large acc.", "small gen. at allowance",
+                    "small acc.", "delta", "winner"):
+            t.add_column(col, justify="right")
+        for r in result[key]:
+            gens = r.get("small_generations")
+            budget = "-" if r["small_budget"] is None else (
+                f"{gens:.1f}" if gens is not None else str(r["small_budget"])) + (
+                "+" if r["capped"] else "")
+            small = "-" if r["small_accuracy"] is None else f"{r['small_accuracy']:.3f}"
+            delta = "-" if r["delta"] is None else f"{r['delta']:+.3f}"
+            t.add_row(f"{r['R']:g}", f"{r['multiplier_X']:.1f}", str(r["bin"]), str(r["n"]),
+                      f"{r['large_accuracy']:.3f}", budget, small, delta, r["winner"])
+        console.print(t)
     console.print("budget N+ : even the sweep's largest budget fits the FLOPs allowance (the "
                   f"small model could spend more). Written to {result['path']}", highlight=False)

@@ -14,16 +14,27 @@ processed, prompt-cache hits excluded), and the small side's FLOPs include its P
 difficulty probe, which the paper's token count leaves out: the comparison is stricter for the
 small model, never looser.
 
-The small side is the cross-validated compute-optimal policy (oracle bins, probe charged) at the
-largest sweep budget whose mean FLOPs, over the questions of the bin, fit the allowance of that
-bin (``capped`` when even the largest sweep budget fits: the small model could spend more than
-the sweep tried). The large side is its greedy accuracy on the same questions, sampled into the
-sweep's store (:func:`sample_large`: resumable like every run). Bins are the oracle bins of the
-small model's pool over all questions, as in the paper.
+The small side is the cross-validated compute-optimal policy (oracle bins) read along its curve
+(mean FLOPs vs accuracy over the questions of the bin, one point per sweep budget) at exactly the
+allowance of that bin: between two sweep budgets the accuracy is interpolated linearly in
+log FLOPs (:func:`at_flops`), not rounded down to the largest budget that fits (``capped`` when
+even the largest sweep budget is under the allowance: the small model could spend more than the
+sweep tried, and its largest point is used). The large side is its greedy accuracy on the same
+questions, sampled into the sweep's store (:func:`sample_large`: resumable like every run). Bins
+are the oracle bins of the small model's pool over all questions, as in the paper.
+
+Two accountings, side by side (``accounting``):
+
+* ``strict``: the small side pays for the difficulty probe and its PRM; the large side for its
+  own greedy tokens only;
+* ``paper``: difficulty is free (the paper protocol, ``analysis.PROTOCOLS``) and the verifier is
+  counted on both sides, as in the camera-ready: the large side is also charged one PRM pass
+  over its answer (``2 x PRM parameters x its prompt + answer tokens``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +84,13 @@ def params_from_cost(cost: Cost) -> float | None:
     return cost.policy_flops / (2.0 * tokens)
 
 
+def prm_params_from_costs(costs: Sequence[Cost]) -> float | None:
+    """The PRM's parameter count implied by stored costs (PRM FLOPs = 2 x params x tokens)."""
+    tokens = sum(c.prm_tokens - c.prm_tokens_cached for c in costs)
+    flops = sum(c.prm_flops for c in costs)
+    return flops / (2.0 * tokens) if tokens > 0 and flops > 0 else None
+
+
 def _mean(values: Mapping[str, float], qs: Sequence[str]) -> float:
     return sum(values[q] for q in qs) / len(qs)
 
@@ -99,28 +117,54 @@ def compare(outcomes: Mapping[int, Outcome], large_acc: Mapping[str, float],
                 continue
             large_a, large_f = _mean(large_acc, qs), _mean(large_flops, qs)
             allowance = small_allowance(large_f, m, r)
-            fits = [n for n in budgets if _mean(outcomes[n].flops, qs) <= allowance]
+            curve = [(_mean(outcomes[n].flops, qs), _mean(outcomes[n].acc, qs),
+                      _mean(outcomes[n].gens, qs), n) for n in budgets]
             row: dict[str, Any] = {
                 "R": r, "multiplier_X": x, "bin": label, "n": len(qs),
                 "large_accuracy": large_a, "large_flops": large_f, "allowance_flops": allowance,
-                "small_budget": None, "small_accuracy": None, "small_flops": None,
-                "small_choices": {}, "capped": False, "delta": None, "winner": "large",
+                "small_budget": None, "small_generations": None, "small_accuracy": None,
+                "small_flops": None, "small_choices": {}, "capped": False, "delta": None,
+                "winner": "large",
             }
-            if fits:
-                n = max(fits)
+            hit = at_flops(curve, allowance)
+            if hit is not None:
+                small_a, gens, n, capped = hit
                 o = outcomes[n]
-                small_a = _mean(o.acc, qs)
                 choices: dict[str, int] = {}
                 for q in qs:
                     choices[o.label[q]] = choices.get(o.label[q], 0) + 1
                 delta = small_a - large_a
-                row.update(small_budget=n, small_accuracy=small_a,
-                           small_flops=_mean(o.flops, qs), small_choices=dict(sorted(
-                               choices.items())), capped=n == budgets[-1], delta=delta,
-                           winner="small+test-time" if delta > 1e-12
+                row.update(small_budget=n, small_generations=gens, small_accuracy=small_a,
+                           small_flops=min(allowance, max(c[0] for c in curve)),
+                           small_choices=dict(sorted(choices.items())), capped=capped,
+                           delta=delta, winner="small+test-time" if delta > 1e-12
                            else "large" if delta < -1e-12 else "tie")
             rows.append(row)
     return rows
+
+
+def at_flops(curve: Sequence[tuple[float, float, float, int]], allowance: float
+             ) -> tuple[float, float, int, bool] | None:
+    """The small model's accuracy at exactly ``allowance`` FLOPs along ``curve`` (points of
+    (mean FLOPs, accuracy, mean generations, budget), in budget order), interpolated linearly in
+    log FLOPs between the two points around it: ``(accuracy, generations, the budget of the
+    point below, capped)``. None when even the cheapest point costs more; the largest point,
+    ``capped``, when every point costs less."""
+    pts = sorted(curve)
+    if not pts or pts[0][0] > allowance:
+        return None
+    if pts[-1][0] <= allowance:
+        f, a, g, n = pts[-1]
+        return a, g, n, True
+    for (f0, a0, g0, n0), (f1, a1, g1, _) in zip(pts, pts[1:], strict=False):
+        if f0 <= allowance <= f1:
+            if f1 <= f0 or f0 <= 0:
+                return a1 if allowance >= f1 else a0, g0, n0, False
+            t = (math.log(allowance) - math.log(f0)) / (math.log(f1) - math.log(f0))
+            gens = math.exp(math.log(g0) + t * (math.log(g1) - math.log(g0))) \
+                if g0 > 0 and g1 > 0 else g0 + t * (g1 - g0)
+            return a0 + t * (a1 - a0), gens, n0, False
+    return None  # unreachable: the allowance lies between the cheapest and the dearest point
 
 
 # ---- the large model's answers ---------------------------------------------------------------
@@ -135,6 +179,8 @@ class LargeRun:
     acc: dict[str, float]
     flops: dict[str, float]
     params: float | None
+    #: tokens of each question's prompt and answer (what a verifier would read)
+    tokens: dict[str, float]
     resumed: int
     computed: int
 
@@ -177,4 +223,6 @@ def sample_large(data: Any, large: str | None, *, generator: Any = None, progres
         total.add(r.cost)
     return LargeRun(stage.run_key, policy, {r.problem_id: float(bool(r.correct)) for r in rows},
                     {r.problem_id: r.cost.total_flops for r in rows}, params_from_cost(total),
+                    {r.problem_id: float(r.cost.prompt_tokens + r.cost.generated_tokens)
+                     for r in rows},
                     stage.resumed, stage.computed)

@@ -304,14 +304,18 @@ def flops_section(flops: Mapping[str, Any] | None) -> str:
     if not flops:
         return ""
     head = "".join(f"<th>{h}</th>" for h in (
-        "R = D<sub>inf</sub>/D<sub>pre</sub>", "X (token multiplier)", "bin", "questions",
-        "large greedy", "small budget N", "small + test-time", "Δ accuracy", "winner"))
+        "accounting", "R = D<sub>inf</sub>/D<sub>pre</sub>", "X (token multiplier)", "bin",
+        "questions", "large greedy", "small generations at the allowance", "small + test-time",
+        "Δ accuracy", "winner"))
     rows = []
-    for r in flops.get("rows", []):
+    for r in [*flops.get("rows", []), *flops.get("paper_rows", [])]:
+        gens = r.get("small_generations")
         budget = "–" if r.get("small_budget") is None else (
-            f"{r['small_budget']}{'+' if r.get('capped') else ''}")
+            (f"{gens:.1f}" if gens is not None else str(r["small_budget"]))
+            + ("+" if r.get("capped") else ""))
         delta = "–" if r.get("delta") is None else f"{r['delta']:+.3f}"
-        cells = [f"{r['R']:g}", f"{r['multiplier_X']:.1f}", html.escape(str(r["bin"])),
+        cells = [html.escape(str(r.get("accounting", "strict"))), f"{r['R']:g}",
+                 f"{r['multiplier_X']:.1f}", html.escape(str(r["bin"])),
                  str(r["n"]), _fmt(r["large_accuracy"]), budget, _fmt(r.get("small_accuracy")),
                  delta, html.escape(str(r["winner"]))]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
@@ -319,8 +323,10 @@ def flops_section(flops: Mapping[str, Any] | None) -> str:
             f"({flops.get('multiplier_M', 0):.1f}× the parameters). At equal pretraining + "
             "inference FLOPs the small model may process X = M + 3(M−1)/R times the large "
             "model's inference tokens; the small side is the cross-validated compute-optimal "
-            "policy (oracle bins, probe and PRM FLOPs counted) at the largest budget that fits "
-            "that allowance in the bin (N+: even the sweep's largest budget fits).</p>")
+            "policy (oracle bins) read along its curve at exactly that allowance (interpolated "
+            "in log FLOPs; +: even the sweep's largest budget fits). Strict accounting: the "
+            "small side pays the difficulty probe and its PRM, the large side its own tokens. "
+            "Paper accounting: difficulty free, the verifier counted on both sides.</p>")
     return ("<h2 id='flops'>FLOPs-matched comparison</h2>"
             f'<table class="num"><thead><tr>{head}</tr></thead>'
             f"<tbody>{''.join(rows)}</tbody></table>" + note)
