@@ -17,6 +17,7 @@ from ttscale.train.revision_data import (
     build_trajectories,
     dedupe,
     edit_distance,
+    local_fixer,
 )
 from ttscale.types import Completion
 
@@ -216,3 +217,58 @@ def test_keep_rate_shows_the_target_within_the_window():
     assert plain == build_trajectories("q", "Q\n", attempts, random.Random(0), per_question=50,
                                        keep_rate=0.0)
     assert not any("right" in ex.previous for ex in plain)
+
+
+def test_local_fixer_keeps_the_right_prefix_and_fixes_the_first_wrong_step():
+    gold = ["a", "b", "c", "d"]
+
+    def labels(steps):
+        out, ok = [], True
+        for i, st in enumerate(steps):
+            ok = ok and i < len(gold) and st == gold[i]
+            out.append(ok)
+        return out
+
+    fix = local_fixer(lambda t: t.split(), labels, [gold], " ".join)
+    assert fix("a b x y") == (2, "a b c d")
+    assert fix("z b c d") == (0, "a b c d")
+    # a prefix no correct solution shares cannot be fixed locally
+    assert local_fixer(lambda t: t.split(), labels, [["q", "r"]], " ".join)("a b x") is None
+    attempts = [("a x y z", False), ("a b c x", False), ("z z z z", False), ("a b c d", True)]
+    examples = build_trajectories("q", "Q\n", attempts, random.Random(0), per_question=60,
+                                  fixer=fix)
+    with_history = [ex for ex in examples if ex.previous]
+    assert with_history
+    # the last attempt shown is the wrong one with the longest right prefix
+    assert all(ex.previous[-1] == "a b c x" and ex.target == "a b c d" for ex in with_history)
+    # without a fixer, the draws are exactly the earlier recipe's
+    assert build_trajectories("q", "Q\n", attempts, random.Random(0), per_question=20) == \
+        build_trajectories("q", "Q\n", attempts, random.Random(0), per_question=20, fixer=None)
+
+
+def test_local_correction_pairs_on_the_testbed():
+    task = testbed.TestbedTask("train", n=10, seed=0, min_ops=4, max_ops=6)
+    by_head = {p.question: p for p in task.problems()}
+    pairs = build_revision_pairs(task, FakeGenerator(accuracy=0.75), samples=12, seed=0,
+                                 use_reference=True, local_correction=True)
+    assert pairs
+    shown = 0
+    for prompt, target in pairs:
+        *lines, head = prompt[:-1].split("\n")
+        problem = by_head[head]
+        assert all(task.step_labels(problem, target.split()))
+        if not lines:
+            continue
+        shown += 1
+        def prefix(line, problem=problem):
+            steps = [st for st in line[2:].split(";") if st]
+            labels = task.step_labels(problem, steps)
+            return next((i for i, ok in enumerate(labels) if not ok), len(steps)), steps
+
+        k, last = prefix(lines[-1])
+        assert target.split()[:k] == last[:k], "the right prefix is kept"
+        assert all(prefix(line)[0] <= k for line in lines), "the longest right prefix is last"
+    assert shown
+    with pytest.raises(ValueError, match="no step labels"):
+        build_revision_pairs(type("T", (), {"name": "plain", "revision_prompt": None})(),
+                             FakeGenerator(), local_correction=True)

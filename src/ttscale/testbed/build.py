@@ -73,6 +73,9 @@ class BuildConfig:
     revision_epochs: float = 2.0
     revision_lr: float = 3e-4
     revision_reference: bool = True
+    #: trajectories that teach local correction (``train.revision.build_revision_pairs``); off
+    #: for the shipped model, on for the retraining experiment of docs/revisions.md
+    revision_local: bool = False
     stages: tuple[str, ...] = ("small", "large", "labels", "prm", "revision", "ship")
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -155,7 +158,8 @@ def stage_revision(cfg: BuildConfig, log: Log) -> None:
     task = TestbedTask("train", n=cfg.revision_questions, seed=cfg.seed + 1)
     gen = HFGenerator.from_pretrained(cfg.out / "policy-small")
     pairs = build_revision_pairs(task, gen, samples=cfg.revision_samples, seed=cfg.seed,
-                                 use_reference=cfg.revision_reference)
+                                 use_reference=cfg.revision_reference,
+                                 local_correction=cfg.revision_local)
     log(f"  {len(pairs)} revision examples")
     # float32 explicitly: the shipped weights are float16 and transformers keeps a checkpoint's
     # dtype; AdamW on float16 weights on a CPU wrecks the model (the first revision model did)

@@ -128,6 +128,13 @@ def train_revision_cmd(
     epochs: float = 2.0,
     lr: float = 1e-3,
     seed: int = 0,
+    reference: Annotated[bool, typer.Option(
+        help="also keep questions no sample solved, with the reference solution as target "
+             "(tasks with one, e.g. the testbed)")] = False,
+    local_correction: Annotated[bool, typer.Option(
+        help="trajectories that teach local correction (tasks with step labels): the last "
+             "attempt shown is the wrong one with the longest right prefix, and the target "
+             "keeps that prefix and fixes its first wrong step")] = False,
 ) -> None:
     """Revision fine-tuning: 0-4 incorrect attempts in context, then a correct one."""
     _need_dir(init, "init")
@@ -142,7 +149,8 @@ def train_revision_cmd(
 
     kwargs = {"split": "train", "n": limit, "seed": seed} if task == "testbed" else {}
     pairs = build_revision_pairs(load_task(task, **kwargs), HFGenerator.from_pretrained(policy),
-                                 samples=samples, seed=seed)
+                                 samples=samples, seed=seed, use_reference=reference,
+                                 local_correction=local_correction)
     typer.echo(f"{len(pairs)} revision examples")
     model = AutoModelForCausalLM.from_pretrained(init, dtype=torch.float32)  # train in float32
     tok = AutoTokenizer.from_pretrained(init)

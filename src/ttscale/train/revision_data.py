@@ -35,9 +35,35 @@ class RevisionExample:
     target: str  # the correct attempt
 
 
+#: ``fixer(wrong_text)`` -> (length of its right prefix in steps, the text that keeps that
+#: prefix and fixes its first wrong step), or None when it cannot be fixed locally
+Fixer = Callable[[str], "tuple[int, str] | None"]
+
+
+def local_fixer(steps_of: Callable[[str], list[str]], labels_of: Callable[[list[str]], list[bool]],
+                correct: Sequence[list[str]], join: Callable[[list[str]], str]) -> Fixer:
+    """A :data:`Fixer` for tasks with step labels: keep the wrong attempt's right prefix (the
+    steps before its first wrong one) and continue with a correct solution that shares that
+    prefix, so the fix changes the first wrong step and what follows from it, nothing before.
+    On the testbed the correct solution is unique, so the fixed text is the reference solution
+    and the prefix length says how local the fix is."""
+
+    def fix(text: str) -> tuple[int, str] | None:
+        steps = steps_of(text)
+        labels = labels_of(steps)
+        k = next((i for i, ok in enumerate(labels) if not ok), len(steps))
+        for c in correct:
+            if c[:k] == steps[:k] and len(c) > k:
+                return k, join(steps[:k] + c[k:])
+        return None
+
+    return fix
+
+
 def build_trajectories(problem_id: str, prompt: str, attempts: Sequence[tuple[str, bool]],
                        rng: random.Random, max_previous: int = 4,
-                       per_question: int = 4, keep_rate: float = 0.0) -> list[RevisionExample]:
+                       per_question: int = 4, keep_rate: float = 0.0,
+                       fixer: Fixer | None = None) -> list[RevisionExample]:
     """Up to ``per_question`` trajectories from ``attempts`` = (solution text, is_correct).
 
     The number of incorrect attempts is drawn uniformly from 0..max_previous (capped by how many
@@ -47,6 +73,13 @@ def build_trajectories(problem_id: str, prompt: str, attempts: Sequence[tuple[st
     target itself among the previous attempts, at a random place. The paper's data only ever
     shows wrong attempts, so its model learns to move away from whatever it sees, right answers
     included; with some right ones shown, it can learn to keep an answer it can check.
+
+    ``fixer`` (local correction, tasks with step labels; default off): the last previous attempt
+    is the wrong one with the longest right prefix (ties: the closest by edit distance to its
+    fix), and the target is that attempt with its right prefix kept and its first wrong step
+    fixed (``fixer``), so the model learns to copy what was right and change the step that was
+    wrong, rather than to write a different solution. Attempts the fixer cannot fix fall back
+    to the rule above.
     """
     correct = sorted({t for t, ok in attempts if ok})
     wrong = sorted({t for t, ok in attempts if not ok})
@@ -57,7 +90,13 @@ def build_trajectories(problem_id: str, prompt: str, attempts: Sequence[tuple[st
         target = rng.choice(correct)
         k = rng.randint(0, min(max_previous, len(wrong)))
         previous: list[str] = []
-        if k:
+        fixes = {w: f for w in wrong if fixer is not None
+                 for f in [fixer(w)] if f is not None} if k else {}
+        if k and fixes:
+            closest = min(fixes, key=lambda w: (-fixes[w][0], edit_distance(w, fixes[w][1]), w))
+            target = fixes[closest][1]
+            previous = [*rng.sample([w for w in wrong if w != closest], k - 1), closest]
+        elif k:
             closest = min(wrong, key=lambda w: (edit_distance(w, target), w))
             previous = [*rng.sample([w for w in wrong if w != closest], k - 1), closest]
         if keep_rate and rng.random() < keep_rate:
