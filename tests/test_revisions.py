@@ -728,3 +728,36 @@ def test_identical_prompts_are_sampled_once_each_with_n_equal_to_their_multiplic
     assert sorted(p.n for _, p in rev.calls) == [1, 3]
     assert sum(len(ps) * p.n for ps, p in rev.calls) == 7
     assert len({id(d) for d in dealt}) == 7  # every copy got its own sample
+
+
+def test_revision_verifier_reads_each_attempt_under_its_own_revision_prompt():
+    """``verifier_prompt="revision"``: an ORM trained with the earlier attempts in context is
+    asked about each attempt under exactly the prompt the revision model wrote it under."""
+    from ttscale.verifiers.base import StepScores
+
+    class RecordingScorer:
+        num_parameters = 10
+
+        def __init__(self):
+            self.seen = []
+
+        def score(self, prompts, solutions):
+            self.seen.extend(zip(prompts, [tuple(s) for s in solutions], strict=True))
+            return StepScores([[0.5] * len(s) for s in solutions], 1)
+
+    sc = RecordingScorer()
+    ctx, _, rev, _ = make(chain_length=4, verifier_prompt="revision")
+    ctx.scorer = sc
+    result = get_strategy("revisions")(PROBLEM, 8, ctx)
+    assert result.meta["verifier_prompt"] == "revision"
+    written = {}
+    for (prompts, _), _ in zip(rev.calls, range(len(rev.calls)), strict=True):
+        for p in prompts:
+            written.setdefault(p, None)
+    assert {p for p, _ in sc.seen} <= set(written), "only prompts the reviser was given"
+    assert any(p.startswith("P:") for p, _ in sc.seen), "later attempts carry their history"
+    assert any(p == PROBLEM.prompt for p, _ in sc.seen), "a first attempt has no history"
+    assert len(sc.seen) == len(set(sc.seen)), "each (prompt, attempt) pair scored once"
+    with pytest.raises(ValueError, match="verifier_prompt"):
+        bad, _, _, _ = make(verifier_prompt="gold")
+        get_strategy("revisions")(PROBLEM, 8, bad)

@@ -23,6 +23,11 @@ App. M), the other two are named alternatives:
 * ``"majority-hierarchical"``: a majority vote within each chain, then a majority vote over the
   chains' winners (ttscale's earlier rule, not the paper's).
 
+Option ``verifier_prompt``: ``"problem"`` (default) scores every attempt as a solution to the
+original problem prompt; ``"revision"`` scores each under the revision prompt it was written
+under (its earlier attempts in context), for an ORM trained that way on the revision model's
+outputs (``ttscale train orm --reviser``; the paper's revision verifier, App. N).
+
 Ties go to the answer that reached the count (or score) first; attempts without an answer, e.g.
 malformed text, stay in their chain but never vote.
 
@@ -113,6 +118,8 @@ class Chain:
     #: (text, node id) of every attempt the chain has seen, oldest first (a seed attempt first)
     history: list[tuple[str, int | None]] = field(default_factory=list)
     attempts: list[Candidate] = field(default_factory=list)
+    #: the revision prompt each attempt was written under (for ``verifier_prompt="revision"``)
+    prompts: list[str] = field(default_factory=list)
     #: a solution from elsewhere (``combined``: a beam search result) that the chain revises
     seed: Candidate | None = None
 
@@ -198,14 +205,47 @@ def run_chains(run: Run, problem: Problem, fmt: RevisionFormat, chains: Sequence
             cand.meta.update({"node": node, "chain": ch.index, "attempt": len(ch.attempts),
                               "revises": [n for _, n in w]})
             ch.attempts.append(cand)
+            ch.prompts.append(fmt.prompt(problem, [text for text, _ in w]))
             ch.history.append((comp.text, node))
 
 
-def score_attempts(ctx: SearchContext, problem: Problem, attempts: Sequence[Candidate]) -> None:
-    """Score every attempt with steps against the ORIGINAL problem prompt (one verifier call)."""
-    todo = [a for a in attempts if a.steps]
-    for a, s in zip(todo, score_sequences(ctx, problem, [a.steps for a in todo]), strict=True):
-        a.scores = s
+def score_attempts(ctx: SearchContext, problem: Problem, attempts: Sequence[Candidate],
+                   prompts: Sequence[str] | None = None) -> None:
+    """Score every attempt with steps in one verifier call: against the ORIGINAL problem prompt
+    (``prompts`` None), or each against its own prompt (``verifier_prompt="revision"``: an ORM
+    trained on revision-model outputs with the earlier attempts in context reads the revision
+    prompt the attempt was written under; identical (prompt, attempt) pairs are scored once)."""
+    if prompts is None:
+        todo = [a for a in attempts if a.steps]
+        for a, s in zip(todo, score_sequences(ctx, problem, [a.steps for a in todo]),
+                        strict=True):
+            a.scores = s
+        return
+    index: dict[tuple[str, tuple[str, ...]], int] = {}
+    for a, p in zip(attempts, prompts, strict=True):
+        if a.steps:
+            index.setdefault((p, tuple(a.steps)), len(index))
+    if not index:
+        return
+    keys = list(index)
+    scores = ctx.score([p for p, _ in keys], [list(steps) for _, steps in keys])
+    if len(scores) != len(keys) or any(len(s) != len(k[1]) for s, k in zip(scores, keys,
+                                                                             strict=True)):
+        raise RuntimeError("verifier returned the wrong number of scores")
+    for a, p in zip(attempts, prompts, strict=True):
+        if a.steps:
+            a.scores = list(scores[index[(p, tuple(a.steps))]])
+
+
+VERIFIER_PROMPTS = ("problem", "revision")
+
+
+def verifier_prompt_option(ctx: SearchContext) -> str:
+    how = ctx.options.get("verifier_prompt", "problem")
+    if how not in VERIFIER_PROMPTS:
+        raise ValueError(f"option verifier_prompt={how!r}: choose one of "
+                         f"{', '.join(VERIFIER_PROMPTS)}")
+    return how
 
 
 def chain_trace(ctx: SearchContext, chains: Sequence[Chain], answer: str | None,
@@ -267,6 +307,7 @@ def revisions(problem: Problem, budget: int, ctx: SearchContext) -> Result:
     length = chain_length_option(ctx, budget, window, "revisions")
     selection = selection_option(ctx)
     how = aggregation_option(ctx)
+    verifier_prompt = verifier_prompt_option(ctx)
     fmt = revision_format(ctx.task, ctx.options)
     if selection in VERIFIER_SELECTIONS:
         require_scorer(ctx, "revisions")
@@ -279,7 +320,10 @@ def revisions(problem: Problem, budget: int, ctx: SearchContext) -> Result:
                             "revision_window": window, "selection": selection,
                             "revision_format": fmt.name, "aggregation": how}
     if selection in VERIFIER_SELECTIONS:
-        score_attempts(ctx, problem, attempts)
+        prompts = ([p for ch in chains for p in ch.prompts] if verifier_prompt == "revision"
+                   else None)
+        score_attempts(ctx, problem, attempts, prompts)
+        meta["verifier_prompt"] = verifier_prompt
     if selection == "verifier":
         answer, winners, totals = hierarchical_verifier([ch.attempts for ch in chains], how)
         meta.update(totals=totals, chain_winners=winners)

@@ -93,6 +93,56 @@ def train_prm_cmd(
     typer.echo(str(train_prm(init, labels, out, cfg)))
 
 
+@train_app.command("orm")
+def train_orm_cmd(
+    init: InitOpt,
+    policy: Annotated[Path, typer.Option(help="policy whose samples are labelled (and the "
+                                              "first attempts, with --reviser)")],
+    out: OutOpt,
+    reviser: Annotated[Path | None, typer.Option(
+        help="revision model: label its attempts WITH the earlier attempts in context (the "
+             "revisions' verifier, paper App. N)")] = None,
+    task: Annotated[str, typer.Option(help="'testbed' or a JSONL file")] = "testbed",
+    split: Annotated[str, typer.Option(help="testbed split")] = "train",
+    limit: Annotated[int, typer.Option(help="number of questions")] = 300,
+    samples: Annotated[int, typer.Option(help="solutions per question")] = 8,
+    chain_length: Annotated[int, typer.Option(help="with --reviser: attempts per chain")] = 4,
+    window: Annotated[int, typer.Option(help="with --reviser: earlier attempts shown")] = 4,
+    arch: Annotated[str, typer.Option(help="certainty | token-classification")] = "certainty",
+    epochs: float = 4.0,
+    lr: float = 1e-2,
+    batch_size: int = 64,
+    delimiter: Annotated[str, typer.Option(help="step delimiter (escapes allowed)")] = "\\n",
+    prompt_marker: Annotated[str | None, typer.Option(
+        help="certainty arch with multi-line (revision) prompts: the solution starts after the "
+             "line that holds this token's last occurrence (testbed: Q; default with "
+             "--reviser on the testbed)")] = None,
+    seed: int = 0,
+) -> None:
+    """Train an outcome reward model: outcome labels from the gold answer (train/prm.py's
+    machinery, label kind 'outcome'); with --reviser, on the revision model's attempts with
+    the earlier attempts in context."""
+    _need_dir(init, "init")
+    _need_dir(policy, "policy")
+    if reviser is not None:
+        _need_dir(reviser, "reviser")
+    from ttscale.engines.hf import HFGenerator
+    from ttscale.tasks import load_task
+    from ttscale.train.orm import outcome_records, train_orm
+
+    kwargs = {"split": split, "n": limit, "seed": seed} if task == "testbed" else {}
+    the_task = load_task(task, **kwargs)
+    records = outcome_records(
+        the_task, HFGenerator.from_pretrained(policy), samples=samples, seed=seed,
+        reviser=HFGenerator.from_pretrained(reviser) if reviser is not None else None,
+        chain_length=chain_length, window=window)
+    if prompt_marker is None and reviser is not None and task == "testbed":
+        prompt_marker = "Q"
+    typer.echo(str(train_orm(init, records, out, arch=arch, epochs=epochs, learning_rate=lr,
+                             batch_size=batch_size, seed=seed, delimiter=unescape(delimiter),
+                             prompt_marker=prompt_marker)))
+
+
 @train_app.command("policy")
 def train_policy_cmd(
     init: InitOpt,

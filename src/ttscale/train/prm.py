@@ -30,7 +30,9 @@ from ttscale.train.common import pad_batch, read_jsonl
 from ttscale.verifiers.certainty_prm import CertaintyPRM
 from ttscale.verifiers.hf_prm import TokenClassificationPRM
 
-LABEL_KINDS = ("soft", "hard", "exact")
+#: "outcome": the solution's final correctness at every step end (an outcome reward model
+#: trained the way Cobbe et al. train a verifier; ``train.orm`` writes these labels)
+LABEL_KINDS = ("soft", "hard", "exact", "outcome")
 
 
 @dataclass
@@ -128,6 +130,27 @@ class PRMTrainConfig:
     #: the token that ends the prompt (certainty arch: where the solution starts)
     prompt_end: str = "\n"
     train_body: bool = False
+    #: certainty arch, multi-line prompts (revision prompts): the solution starts after the
+    #: first prompt end that follows this token's last occurrence (testbed: "Q")
+    prompt_marker: str | None = None
+
+
+def _is_certainty_prm(init: Path) -> bool:
+    import json
+
+    try:
+        cfg = json.loads((Path(init) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return cfg.get("model_type") == "ttscale_certainty_prm"
+
+
+def reset_certainty_head(model: CertaintyPRM) -> None:
+    """The head of ``CertaintyPRM.from_language_model``: certainty only, confident -> high."""
+    with torch.no_grad():
+        model.score.weight.zero_()
+        model.score.weight[0, model.config.hidden_size] = 1.0
+        model.score.bias.fill_(2.0)
 
 
 def train_prm(init: Path, labels_path: Path, out_dir: Path, cfg: PRMTrainConfig,
@@ -140,7 +163,20 @@ def train_prm(init: Path, labels_path: Path, out_dir: Path, cfg: PRMTrainConfig,
         end_id = tokenizer.convert_tokens_to_ids(cfg.prompt_end)
         if end_id is None or end_id == tokenizer.unk_token_id:
             raise ValueError(f"prompt end {cfg.prompt_end!r} is not one token of {init}")
-        model = CertaintyPRM.from_language_model(str(init), end_id, cfg.train_body)
+        if _is_certainty_prm(init):
+            # a trained certainty PRM (e.g. the shipped testbed prm): its strong body is reused
+            # and its head starts again from "certainty only"
+            model = CertaintyPRM.from_pretrained(str(init), dtype=torch.float32)
+            model.config.prompt_end_token_id = end_id
+            reset_certainty_head(model)
+        else:
+            model = CertaintyPRM.from_language_model(str(init), end_id, cfg.train_body)
+        if cfg.prompt_marker is not None:
+            marker_id = tokenizer.convert_tokens_to_ids(cfg.prompt_marker)
+            if marker_id is None or marker_id == tokenizer.unk_token_id:
+                raise ValueError(f"prompt marker {cfg.prompt_marker!r} is not one token of "
+                                 f"{init}")
+            model.config.prompt_marker_token_id = marker_id
     elif cfg.arch == "token-classification":
         model = AutoModelForTokenClassification.from_pretrained(init, num_labels=1,
                                                                 dtype=torch.float32)
@@ -150,7 +186,8 @@ def train_prm(init: Path, labels_path: Path, out_dir: Path, cfg: PRMTrainConfig,
     examples = build_examples(records, encoder, cfg.label_kind)
     random.Random(cfg.seed).shuffle(examples)
     model.config.problem_type = "regression"
-    model.config.ttscale = {"kind": "prm", "arch": cfg.arch, "label_kind": cfg.label_kind,
+    model.config.ttscale = {"kind": "orm" if cfg.label_kind == "outcome" else "prm",
+                            "arch": cfg.arch, "label_kind": cfg.label_kind,
                             "step_delimiter": cfg.delimiter, "init": str(init)}
 
     def collate(items: list[PRMExample]) -> dict[str, torch.Tensor]:

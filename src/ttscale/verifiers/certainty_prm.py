@@ -44,10 +44,14 @@ class CertaintyPRMConfig(LlamaConfig):
     model_type = "ttscale_certainty_prm"
 
     def __init__(self, prompt_end_token_id: int = 0, train_body: bool = False,
-                 **kwargs) -> None:
+                 prompt_marker_token_id: int | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.prompt_end_token_id = prompt_end_token_id
         self.train_body = train_body
+        #: for prompts of several lines (a revision prompt: earlier attempts, then the
+        #: question): the solution starts after the first prompt-end token that follows the
+        #: LAST occurrence of this token (the testbed question's ``Q``); None: the first line
+        self.prompt_marker_token_id = prompt_marker_token_id
 
 
 class CertaintyPRM(LlamaPreTrainedModel):
@@ -73,6 +77,13 @@ class CertaintyPRM(LlamaPreTrainedModel):
         tok_lp = torch.zeros(input_ids.shape, dtype=logp.dtype, device=logp.device)
         tok_lp[:, 1:] = logp[:, :-1].gather(-1, input_ids[:, 1:, None]).squeeze(-1)
         is_end = input_ids == self.config.prompt_end_token_id
+        marker = getattr(self.config, "prompt_marker_token_id", None)
+        if marker is not None:
+            is_marker = (input_ids == marker).long()
+            seen = is_marker.cumsum(-1)
+            total = seen[:, -1:]
+            # rows with the marker: only prompt-end tokens after its last occurrence count
+            is_end &= (total == 0) | (seen == total)
         # solution tokens: strictly after the first prompt-end token
         in_solution = (is_end.long().cumsum(-1) - is_end.long()) > 0
         if attention_mask is not None:
