@@ -750,11 +750,8 @@ def test_revision_verifier_reads_each_attempt_under_its_own_revision_prompt():
     ctx.scorer = sc
     result = get_strategy("revisions")(PROBLEM, 8, ctx)
     assert result.meta["verifier_prompt"] == "revision"
-    written = {}
-    for (prompts, _), _ in zip(rev.calls, range(len(rev.calls)), strict=True):
-        for p in prompts:
-            written.setdefault(p, None)
-    assert {p for p, _ in sc.seen} <= set(written), "only prompts the reviser was given"
+    written = {p for prompts, _ in rev.calls for p in prompts}
+    assert {p for p, _ in sc.seen} <= written, "only prompts the reviser was given"
     assert any(p.startswith("P:") for p, _ in sc.seen), "later attempts carry their history"
     assert any(p == PROBLEM.prompt for p, _ in sc.seen), "a first attempt has no history"
     assert len(sc.seen) == len(set(sc.seen)), "each (prompt, attempt) pair scored once"

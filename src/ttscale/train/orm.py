@@ -75,7 +75,7 @@ def outcome_records(task: Any, generator: Generator, samples: int = 8, seed: int
             outs = reviser.generate(prompts, SamplingParams(
                 n=1, temperature=temperature, max_tokens=max_tokens, seed=seed + 7919 * k
                 + start))
-            for (problem, c, hist), prompt, comps in zip(chains, prompts, outs, strict=True):
+            for (problem, _c, hist), prompt, comps in zip(chains, prompts, outs, strict=True):
                 text = comps[0].text
                 key = (problem.id, prompt)
                 by_prompt.setdefault(key, (problem, []))[1].append(
