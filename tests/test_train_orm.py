@@ -100,3 +100,36 @@ def test_certainty_features_start_after_the_question_line_with_a_marker(tiny_lm_
     # without the marker the earlier attempt's tokens count as solution tokens
     assert bool((first[:start] != 0).any())
     assert bool((marked[:start] == 0).all()) and bool((marked[start:] != 0).all())
+
+
+def test_revision_verifier_ablation_scores_one_set_of_chains_with_every_verifier(tmp_path):
+    from fakes import FakeScorer
+
+    from ttscale.testbed.ablation import render_revision_ablation, revision_verifier_ablation
+    from ttscale.verifiers.base import StepScores
+
+    class PromptScorer:
+        """Scores 0.9 when the prompt shows earlier attempts, else 0.1 (to see which prompt)."""
+
+        num_parameters = 1
+
+        def __init__(self):
+            self.prompts = []
+
+        def score(self, prompts, solutions):
+            self.prompts += list(prompts)
+            return StepScores([[0.9 if p.startswith("P:") else 0.1] * len(s)
+                               for p, s in zip(prompts, solutions, strict=True)], 1)
+
+    rev_scorer = PromptScorer()
+    rep = revision_verifier_ablation(
+        tmp_path, tmp_path, None, n_questions=6, budget=8, chain_length=4, seed=0,
+        generator=FakeGenerator(), reviser=FakeReviser(accuracy=0.7, gain=0.05),
+        verifiers={"prm": (FakeScorer(), "problem"), "rev": (rev_scorer, "revision")})
+    acc = rep["accuracy"]
+    assert set(acc) == {"majority (flat, paper)", "oracle (any attempt right)",
+                        "prm: hierarchical (paper)", "prm: flat", "rev: hierarchical (paper)",
+                        "rev: flat"}
+    assert all(0 <= v <= acc["oracle (any attempt right)"] for v in acc.values())
+    assert any(p.startswith("P:") for p in rev_scorer.prompts)
+    assert "rev: hierarchical (paper)" in render_revision_ablation(rep)

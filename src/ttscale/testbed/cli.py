@@ -45,6 +45,8 @@ def eval_cmd(
     pool: Annotated[int, typer.Option(help="samples per question")] = 64,
     seed: int = 0,
     prm: Annotated[Path | None, typer.Option(help="another PRM to evaluate")] = None,
+    orm: Annotated[Path | None, typer.Option(
+        help="an ORM (`ttscale train orm`) scored on the same pool: PRM vs ORM")] = None,
     beam: Annotated[bool, typer.Option(help="also run beam search per budget")] = True,
     out: Annotated[Path | None, typer.Option(help="write the JSON report here")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
@@ -57,7 +59,7 @@ def eval_cmd(
     from ttscale.testbed.tables import render_report
 
     report = evaluate_testbed(models_dir(), questions, pool, seed=seed, prm=prm,
-                              with_beam=beam, log=_log)
+                              with_beam=beam, log=_log, orm=orm)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2))
@@ -77,11 +79,35 @@ def ablation_cmd(
     seed: int = 0,
     out: Annotated[Path | None, typer.Option(help="write the JSON report here")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    revision_orm: Annotated[Path | None, typer.Option(
+        help="run the revision-verifier ablation instead: revision chains of the shipped "
+             "revision model, answers selected with the PRM (problem prompt), this ORM "
+             "(trained with `ttscale train orm --reviser`, reading the revision prompt) and "
+             "--orm (problem prompt)")] = None,
+    orm: Annotated[Path | None, typer.Option(help="a policy ORM for the revision ablation")]
+    = None,
+    budget: Annotated[int, typer.Option(help="revision ablation: attempts per question")] = 16,
+    chain_length: Annotated[int, typer.Option(help="revision ablation: attempts per chain")]
+    = 4,
 ) -> None:
-    """PRM variants (soft / hard MC labels, exact labels, plain head) on one held-out pool."""
-    from ttscale.testbed.ablation import render_ablation, run_ablation
+    """PRM variants (soft / hard MC labels, exact labels, plain head) on one held-out pool;
+    with --revision-orm, the revision-verifier ablation."""
+    from ttscale.testbed.ablation import (
+        render_ablation,
+        render_revision_ablation,
+        revision_verifier_ablation,
+        run_ablation,
+    )
     from ttscale.testbed.paths import models_dir
 
+    if revision_orm is not None:
+        rep = revision_verifier_ablation(models_dir(), revision_orm, orm, questions, budget,
+                                         chain_length, seed, log=_log)
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(rep, indent=2))
+        typer.echo(json.dumps(rep, indent=2) if as_json else render_revision_ablation(rep))
+        return
     report = run_ablation(work, models_dir(), questions, pool, seed, log=_log)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -121,7 +121,10 @@ def beam_table(task: TestbedTask, generator: Generator, scorer: StepScorer, budg
 def evaluate_testbed(models: Path, n_questions: int = 500, pool: int = 64,
                      budgets: tuple[int, ...] = (1, 4, 16, 64), seed: int = 0,
                      prm: Path | None = None, with_beam: bool = True,
-                     log: Log | None = None) -> dict:
+                     log: Log | None = None, orm: Path | None = None) -> dict:
+    """The report; with ``orm`` (``ttscale train orm``) the same pool is also scored by the
+    ORM, for the paper's PRM-vs-ORM comparison (App. H): its verifier quality and its
+    best-of-N curves (``report["orm"]``) next to the PRM's."""
     from ttscale.engines.hf import HFGenerator
     from ttscale.verifiers.hf_prm import TokenClassificationPRM
 
@@ -137,6 +140,10 @@ def evaluate_testbed(models: Path, n_questions: int = 500, pool: int = 64,
         "verifier": quality_report(samples, baseline),
         "pool_accuracy": pool_table(samples, list(budgets), bins),
     }
+    if orm is not None:
+        orm_samples = score_samples(samples, TokenClassificationPRM.from_pretrained(orm))
+        report["orm"] = {"path": str(orm), "verifier": quality_report(orm_samples, baseline),
+                         "pool_accuracy": pool_table(orm_samples, list(budgets), bins)}
     if with_beam:
         report["beam_accuracy"] = beam_table(task, gen, scorer,
                                              [b for b in budgets if b >= 4], bins, seed, log)

@@ -18,8 +18,12 @@ def render_report(report: dict) -> str:
         "|---|---|---|",
     ]
     base = v.get("baseline", {})
+    orm = report.get("orm")
+    if orm is not None:
+        lines[-2:] = ["| metric | PRM | ORM | difficulty+position baseline |", "|---|---|---|---|"]
     for key in ("within_question_auc", "within_question_step_auc", "pooled_step_auc"):
-        lines.append(f"| {key} | {_fmt(v[key])} | {_fmt(base.get(key))} |")
+        mid = f" {_fmt(orm['verifier'].get(key))} |" if orm is not None else ""
+        lines.append(f"| {key} | {_fmt(v[key])} |{mid} {_fmt(base.get(key))} |")
     lines += [
         f"\nquestions with both correct and incorrect samples: {v['questions_with_both']}; "
         f"distinct texts per question: correct {v['distinct_texts']['correct']:.1f}, "
@@ -28,6 +32,9 @@ def render_report(report: dict) -> str:
         "## Accuracy by budget N and difficulty bin (1 easiest .. 5 hardest, oracle bins)",
     ]
     tables = {**report["pool_accuracy"], **report.get("beam_accuracy", {})}
+    if orm is not None:  # PRM vs ORM (paper App. H): the ORM's verifier-read curves
+        tables.update({f"{m} (ORM)": per for m, per in orm["pool_accuracy"].items()
+                       if m in ("argmax", "weighted")})
     bins = sorted({b for per_n in tables.values() for row in per_n.values() for b in row},
                   key=lambda b: (b != "all", b))
     lines += ["| method | N | " + " | ".join(bins) + " |",
