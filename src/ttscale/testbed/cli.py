@@ -25,6 +25,11 @@ def train_cmd(
     seed: int = 0,
     stages: Annotated[str, typer.Option(help="comma list of small,large,labels,prm,revision,ship")]
     = "small,large,labels,prm,revision,ship",
+    large_steps: Annotated[int | None, typer.Option(
+        help="training steps of policy-large (default 600; it stops early at dev greedy "
+             "0.97): more to train it until its dev greedy accuracy plateaus")] = None,
+    revision_local: Annotated[bool, typer.Option(
+        help="revision trajectories that teach local correction (docs/revisions.md)")] = False,
 ) -> None:
     """Rebuild policy-small, policy-large, prm and revision from seeds (resumable)."""
     from ttscale.testbed.build import STAGES, BuildConfig, build
@@ -34,8 +39,13 @@ def train_cmd(
     unknown = [s for s in chosen if s not in STAGES]
     if unknown:
         raise ValueError(f"unknown stage(s) {', '.join(unknown)}; choose from {', '.join(STAGES)}")
-    summary = build(BuildConfig(out=out or models_dir(), work=work, seed=seed, stages=chosen),
-                    log=_log)
+    extra: dict = {"revision_local": revision_local}
+    if large_steps is not None:
+        if large_steps < 1:
+            raise ValueError(f"--large-steps {large_steps}: must be >= 1")
+        extra["large_steps"] = large_steps
+    summary = build(BuildConfig(out=out or models_dir(), work=work, seed=seed, stages=chosen,
+                                **extra), log=_log)
     typer.echo(json.dumps(summary["timings"], indent=2))
 
 
