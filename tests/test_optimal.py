@@ -298,11 +298,21 @@ def test_policy_table_round_trip_and_lookup(tmp_path):
     back = load_table(path)
     assert back == t and back.model_dump() == json.loads(path.read_text())
     assert back.bins.n_bins == 3 and back.bin_of(0.9) == 1 and back.bin_of(0.1) == 3
-    assert back.lookup(3, 7) == (4, back.entry(3, 4))   # largest table budget <= 7
+    assert back.lookup(3, 4) == (4, back.entry(3, 4))
+    # a budget the table lacks is an error, never silently the next lower entry ...
+    with pytest.raises(ValueError, match="N=7 is not in the policy table .budgets 1, 4.; "
+                                         ".*missing_budget=lower"):
+        back.lookup(3, 7)
+    # ... unless asked for explicitly
+    assert back.lookup(3, 7, missing="lower") == (4, back.entry(3, 4))
     assert back.lookup(3, 4, within_budget=True)[0] == 1  # beam at 4 + probe 2 > 4
     assert back.lookup(1, 4, within_budget=True)[0] == 4  # majority reuses the probe
     with pytest.raises(ValueError, match="below the policy table's smallest budget 1"):
+        back.lookup(1, 0, missing="lower")
+    with pytest.raises(ValueError, match="not in the policy table"):
         back.lookup(1, 0)
+    with pytest.raises(ValueError, match="missing_budget='nearest'"):
+        back.lookup(1, 4, missing="nearest")
 
 
 @pytest.mark.parametrize("change, field, needle", [

@@ -154,11 +154,15 @@ def test_weighted_best_of_n_does_not_rescore_the_probe_solutions(tmp_path):
         assert all(x.scores for x in r.candidates if x.steps)
 
 
-def test_lookup_takes_the_largest_table_budget_not_above_n(tmp_path):
+def test_a_budget_missing_from_the_table_is_an_error_unless_lower_is_asked_for(tmp_path):
     beam = {"strategy": "beam", "options": {"beam_width": 4}}
     table = write_table(tmp_path, beam, beam, budgets=(4, 16))
     ctx, gen, sc = make(0.0, table)
-    r = run(ctx, 15)  # 15 -> table budget 4
+    with pytest.raises(ValueError, match="N=15 is not in the policy table"):
+        run(ctx, 15)
+    assert gen.calls == [], "it fails before sampling"
+    ctx, gen, sc = make(0.0, table, missing_budget="lower")
+    r = run(ctx, 15)  # explicitly: 15 -> table budget 4
     assert r.meta["compute_optimal"]["table_budget"] == 4 and r.cost.generations == 4 + 4
     # probe paid out of N: at N=16, beam at 16 + 4 probe samples does not fit, 4 + 4 does
     ctx, gen, sc = make(0.0, table, probe_within_budget=True)
@@ -190,8 +194,10 @@ def test_errors_are_clear(tmp_path):
         run(ctx, 4)
     with pytest.raises(ValueError, match="policy table .*none.json not found"):
         run(make(1.0, str(tmp_path / "none.json"))[0], 4)
-    with pytest.raises(ValueError, match="below the policy table's smallest budget 4"):
+    with pytest.raises(ValueError, match="N=2 is not in the policy table"):
         run(make(1.0, table)[0], 2)
+    with pytest.raises(ValueError, match="below the policy table's smallest budget 4"):
+        run(make(1.0, table, missing_budget="lower")[0], 2)
     ctx, gen, _ = make(1.0, table)
     ctx.scorer = None
     with pytest.raises(ValueError, match="'compute-optimal' needs a verifier"):
@@ -244,3 +250,16 @@ def test_run_key_follows_the_policy_table_content(tmp_path):
     before = run_key(cfg, "policy", "prm")
     table.write_text('{"v": 2}')
     assert run_key(cfg, "policy", "prm") != before
+
+
+def test_a_lookahead_entry_runs_at_its_run_budget(tmp_path):
+    """Lookahead with N beams and k=1 costs 2N generations: its entry at table budget 8 runs
+    with N = 4 and spends 8 generations (plus the probe's 4)."""
+    la = {"strategy": "lookahead", "options": {"beam_width": 4, "lookahead": 1},
+          "run_budget": 4}
+    table = write_table(tmp_path, la, la, budgets=(8,), mid=la)
+    ctx, gen, sc = make(0.5, table)
+    r = run(ctx, 8)
+    assert r.meta["compute_optimal"]["table_budget"] == 8
+    assert r.cost.generations == 4 * 2 + 4
+    assert_counted_once(r, gen, sc)

@@ -305,7 +305,10 @@ def build_table(data: SweepData, kind: str, *, k: int = PROBE_K, reuse: bool = T
             "strategy": data.arms[c.label].strategy,
             "options": dict(data.points[(c.label, n)].options),
             "label": c.label, "accuracy": c.accuracy, "n_questions": c.n_questions,
-            "fallback": c.fallback} for n, c in per.items()} for b, per in policy.items()},
+            "fallback": c.fallback,
+            **({"run_budget": data.points[(c.label, n)].run_budget}
+               if data.points[(c.label, n)].run_budget else {})}
+            for n, c in per.items()} for b, per in policy.items()},
         "sampling": {key: sweep_cfg.get(key) for key in
                      ("temperature", "top_p", "max_step_tokens", "max_solution_tokens",
                       "max_rounds", "seed", "split") if key in sweep_cfg},

@@ -59,6 +59,10 @@ class PolicyEntry(BaseModel):
     accuracy: float | None = Field(None, ge=0.0, le=1.0)
     n_questions: int | None = Field(None, ge=0)
     fallback: bool = False
+    #: the ``--budget`` to run the strategy with when it differs from the table budget this
+    #: entry sits at: lookahead with N beams and k-step rollouts costs N x (k + 1) generations,
+    #: so its entry at table budget 16 runs with N = 16 / (k + 1)
+    run_budget: int | None = Field(None, ge=1)
 
     @field_validator("strategy")
     @classmethod
@@ -167,22 +171,34 @@ class PolicyTable(BaseModel):
             raise KeyError(f"policy table has no entry for bin {bin_}, budget {budget}") from None
 
     def lookup(self, bin_: int, budget: int, k: int | None = None, reuse: bool | None = None,
-               within_budget: bool = False) -> tuple[int, PolicyEntry]:
+               within_budget: bool = False, missing: str = "error") -> tuple[int, PolicyEntry]:
         """``(table budget, entry)`` for a question of bin ``bin_`` run at ``budget``.
 
-        By default the largest table budget ``<= budget``, the probe's cost coming on top (what
-        the offline analysis charges, so the curves and a run agree). ``within_budget``: the
-        largest table budget whose entry fits in ``budget`` generations WITH the probe counted
-        (``difficulty.charged_generations``). Raises a one-line error when none qualifies.
+        By default ``budget`` must be one of the table's budgets (its entry, the probe's cost
+        coming on top: what the offline analysis charges, so the curves and a run agree); a
+        budget the table lacks is a one-line error, never silently the next lower entry.
+        ``missing="lower"`` asks explicitly for the largest table budget ``<= budget``.
+        ``within_budget``: the largest table budget whose entry fits in ``budget`` generations
+        WITH the probe counted (``difficulty.charged_generations``). Raises a one-line error
+        when none qualifies.
         """
+        if missing not in ("error", "lower"):
+            raise ValueError(f"missing_budget={missing!r}: choose error or lower")
         k = self.probe.k if k is None else k
         reuse = self.probe.reuse if reuse is None else reuse
+        if not within_budget and missing == "error" and budget not in self.budgets:
+            raise ValueError(f"compute-optimal: budget N={budget} is not in the policy table "
+                             f"(budgets {', '.join(map(str, self.budgets))}); use one of them, "
+                             "or --set options.missing_budget=lower to run the largest table "
+                             "budget below it")
         for b in sorted(self.budgets, reverse=True):
             if b > budget:
                 continue
             e = self.entry(bin_, b)
             if not within_budget or charged_generations(e.strategy, b, k, reuse) <= budget:
                 return b, e
+            # an entry's cost in generations is its table budget (lookahead's run_budget
+            # x (k + 1) is that budget), so the probe rule above holds for every entry
         if within_budget:
             raise ValueError(f"compute-optimal: budget N={budget} cannot pay for the difficulty "
                              f"probe (k={k} samples) plus the policy's smallest budget "

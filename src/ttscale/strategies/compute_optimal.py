@@ -3,9 +3,12 @@ then run the strategy a policy table chose for that difficulty and budget.
 
 Options: ``policy`` (required): a policy table built by ``ttscale optimal`` (``optimal.
 policy_table``); ``probe_k`` (default: the table's ``probe.k``): probe size; ``reuse_probe``
-(default: the table's ``probe.reuse``); ``probe_within_budget`` (default false, see step 2). The
-chosen strategy runs with exactly the table's options for its entry (the other options of this
-run are not passed on).
+(default: the table's ``probe.reuse``); ``probe_within_budget`` (default false, see step 2);
+``missing_budget`` (default ``"error"``: a budget the table lacks is an error, never silently
+the next lower entry; ``"lower"`` asks for the largest table budget below it). The chosen
+strategy runs with exactly the table's options for its entry (the other options of this run are
+not passed on), at the entry's ``run_budget`` when it has one (lookahead: N beams cost
+N x (k + 1) generations, so its entry at table budget b runs with N = b / (k + 1)).
 
 With budget N, per question:
 
@@ -13,12 +16,13 @@ With budget N, per question:
    PRM; their mean final-step score is binned with the table's cut points. Its FLOPs are charged
    to ``Cost.difficulty_flops``, its tokens to the token counters, its ``k`` samples to
    ``generations``;
-2. **lookup** (``PolicyTable.lookup``): the entry of the question's bin at the largest table
-   budget ``b <= N``; the probe's cost comes on top of it (``N + k`` generations at most, or
-   ``max(N, k)`` when its samples are reused), which is exactly what the offline analysis
-   charges for "compute-optimal at budget N". With ``probe_within_budget`` true, the probe is
-   paid out of N instead: the largest ``b`` whose entry fits in N generations with the probe
-   counted (a budget too small for the probe is then an error);
+2. **lookup** (``PolicyTable.lookup``): the entry of the question's bin at table budget ``N``
+   (``N`` must be a table budget unless ``missing_budget="lower"``); the probe's cost comes on
+   top of it (``N + k`` generations at most, or ``max(N, k)`` when its samples are reused),
+   which is exactly what the offline analysis charges for "compute-optimal at budget N". With
+   ``probe_within_budget`` true, the probe is paid out of N instead: the largest ``b`` whose
+   entry fits in N generations with the probe counted (a budget too small for the probe is then
+   an error);
 3. **delegation**: the entry's strategy runs at budget ``b`` through ``get_strategy``, with the
    entry's options. When it is majority / best-of-N / weighted best-of-N (``REUSABLE``) the
    probe's samples are reused as ``min(b, k)`` of its ``b`` samples: its first full-solution
@@ -153,18 +157,20 @@ def compute_optimal(problem: Problem, budget: int, ctx: SearchContext) -> Result
     k = int_option(ctx, "probe_k", table.probe.k, 1)
     reuse = _bool_option(ctx, "reuse_probe", table.probe.reuse)
     within = _bool_option(ctx, "probe_within_budget", False)
+    missing = str(ctx.options.get("missing_budget", "error"))
     require_scorer(ctx, "compute-optimal")
     if within and budget < k:
         raise ValueError(f"compute-optimal: budget N={budget} is smaller than the difficulty "
                          f"probe (k={k} samples); use --budget >= {k} or a smaller "
                          "options.probe_k")
     if not within:
-        table.lookup(1, budget, k, reuse)  # a budget below the table's fails before sampling
+        # a budget the table lacks fails before sampling
+        table.lookup(1, budget, k, reuse, missing=missing)
 
     probe_ctx = ctx.fresh()
     probe = run_probe(probe_ctx, problem, k, derive_seed(ctx, problem, "difficulty"))
     bin_ = table.bin_of(probe.score)
-    b, entry = table.lookup(bin_, budget, k, reuse, within_budget=within)
+    b, entry = table.lookup(bin_, budget, k, reuse, within_budget=within, missing=missing)
     strategy = get_strategy(entry.strategy)
 
     reusing = reuse and entry.strategy in REUSABLE
@@ -179,10 +185,10 @@ def compute_optimal(problem: Problem, budget: int, ctx: SearchContext) -> Result
                         max_step_tokens=ctx.max_step_tokens,
                         max_solution_tokens=ctx.max_solution_tokens, max_rounds=ctx.max_rounds,
                         options=dict(entry.options), reviser=ctx.reviser)
-    result = strategy(problem, b, sub)
+    result = strategy(problem, entry.run_budget or b, sub)
 
     reused = gen.reused if reusing else []
-    expected = reused_samples(entry.strategy, b, k, reuse)
+    expected = reused_samples(entry.strategy, entry.run_budget or b, k, reuse)
     if reusing and len(reused) != expected:
         raise RuntimeError(f"compute-optimal: {entry.strategy} did not draw its samples the "
                            f"way the probe reuse expects ({len(reused)} reused, expected "
