@@ -16,7 +16,7 @@ from ttscale.engines.openai import (
     sample_seed,
 )
 from ttscale.serve.common import free_port
-from ttscale.serve.faults import FaultyRelay
+from ttscale.testing.faults import FaultyRelay
 
 PROMPTS = ["Q:12a+3b*2\n", "Q:50a-1\n", "Q:12a+3b*2\n"]
 STEP = SamplingParams(n=3, temperature=1.0, max_tokens=12, stop=("\n",), seed=7)

@@ -13,7 +13,7 @@ import pytest
 from serve_helpers import hf_policy, policy_server, prm_server, token_prm
 
 from ttscale.engines.openai import OpenAIGenerator
-from ttscale.serve.faults import FaultyRelay
+from ttscale.testing.faults import FaultyRelay
 from ttscale.strategies import SearchContext, get_strategy
 from ttscale.tasks import testbed
 from ttscale.verifiers.http_prm import HTTPPRM

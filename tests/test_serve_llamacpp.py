@@ -14,7 +14,7 @@ from dataclasses import asdict
 
 import pytest
 
-from ttscale.serve.llamacpp import CHATML_MATH_TEMPLATE, available
+from ttscale.testing.llamacpp import CHATML_MATH_TEMPLATE, available
 
 pytestmark = [pytest.mark.llamacpp,
               pytest.mark.skipif(available() is not None, reason=str(available()))]
@@ -31,7 +31,7 @@ PROBLEMS = [
 
 @pytest.fixture(scope="module")
 def llama_url():
-    from ttscale.serve.llamacpp import llamacpp_server
+    from ttscale.testing.llamacpp import llamacpp_server
 
     # n_batch=1: identical requests give identical samples whatever came before (see
     # llamacpp_server), so a run whose requests were retried can be compared token for token
@@ -95,7 +95,7 @@ def run_all(task, policy_url, prm_url, **kw):
 
 def test_every_strategy_runs_through_llamacpp_with_costs_and_survives_faults(
         llama_url, prm, task):
-    from ttscale.serve.faults import FaultyRelay
+    from ttscale.testing.faults import FaultyRelay
 
     clean = run_all(task, llama_url, prm.url)
     for (name, pid), r in clean.items():
