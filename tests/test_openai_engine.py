@@ -3,6 +3,8 @@ tiny random-init transformers model), plus unit tests of its response parsing.""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from serve_helpers import hf_policy, policy_server, prm_server, token_prm
 
@@ -13,6 +15,7 @@ from ttscale.engines.openai import (
     _split,
     guess_parameters,
     parse_completion,
+    prompt_seed,
     sample_seed,
 )
 from ttscale.serve.common import free_port
@@ -119,8 +122,11 @@ def test_completions_match_the_engine_behind_the_server(server, hf):
     assert gen.num_parameters == hf.num_parameters
     assert gen.n_supported is True
     assert [len(r) for r in out] == [3, 3, 3]
-    # the server seeds every prompt alike, as vLLM does: a repeated prompt repeats its samples
-    assert texts(out)[0] == texts(out)[2]
+    # each prompt of a call gets its own seed (prompt 0 keeps it): a repeated prompt draws
+    # other samples, exactly the engine's samples under that prompt's seed
+    assert texts(out)[0] != texts(out)[2]
+    again = hf.generate([PROMPTS[2]], replace(STEP, seed=prompt_seed(STEP.seed, 2)))[0]
+    assert texts(out)[2] == [c.text for c in again]
     direct = hf.generate([PROMPTS[0]], STEP)[0]
     assert texts(out)[0] == [c.text for c in direct]
     assert [c.finish_reason for c in out[0]] == [c.finish_reason for c in direct]
@@ -136,9 +142,10 @@ def test_the_async_api_gives_the_same_samples(server):
 
     gen = OpenAIGenerator(server.url + "/v1")
 
-    async def both():
+    async def both():  # prompt 1 of a call is seeded prompt_seed(seed, 1)
+        second = replace(STEP, seed=prompt_seed(STEP.seed, 1))
         return await asyncio.gather(gen.agenerate(PROMPTS[:1], STEP),
-                                    gen.agenerate(PROMPTS[1:2], STEP))
+                                    gen.agenerate(PROMPTS[1:2], second))
 
     a, b = asyncio.run(both())
     assert texts(a + b) == texts(gen.generate(PROMPTS[:2], STEP))

@@ -1,25 +1,51 @@
-"""The OpenAI-compatible policy engine: vLLM, SGLang, llama.cpp's server, or ttscale's own.
+"""The OpenAI-compatible policy engine: vLLM, SGLang, llama.cpp's servers, or ttscale's own.
 
 Search strategies continue raw text prefixes (``prompt + steps so far``), so this engine speaks the
 **completions** API (``POST {base_url}/completions``), never the chat API: the prompt format is the
 task's business (a chat template can be written into the task's prompt template).
 
-Per prompt it sends one request asking for ``n`` samples with ``stop``, ``max_tokens``,
-``temperature``, ``top_p`` and ``seed``. Some servers ignore ``n`` (llama.cpp's server answers
-with one choice): with ``n_mode="auto"`` the first short answer switches the engine to one
-request per sample, sample ``i`` seeded with ``sample_seed(seed, i)`` (sample 0 keeps ``seed``,
-so an auto-detected server gives the same samples as one configured with ``n_mode="single"``).
+The first call asks ``GET /v1/models`` which server this is (its *flavour*, from ``owned_by``:
+vLLM, SGLang, llama.cpp's C++ ``llama-server``, llama-cpp-python, or a plain OpenAI-compatible
+one), the served model, its context length and, from ttscale's own servers, the parameter count.
+Each flavour differs where it matters (see docs/engines.md, "Servers and their quirks"):
 
-Token counts come from the server's ``usage``. A request's prompt is counted once per sample with
-all but the first copy reported as cached (``prompt_tokens_cached``), as the in-process engine
-does; a server's own prefix-cache hits (``usage.prompt_tokens_details.cached_tokens``, vLLM with
-``--enable-prompt-tokens-details``) count as cached for the first copy. The total generated
-tokens of a request are exact; when the server reports no per-choice counts (no logprobs), they
-are split over its choices in proportion to their text length.
+* **Sampling is explicit.** Every parameter that changes the sampled distribution is sent in the
+  flavour's own form (:func:`sampling_fields`): temperature, top_p, top_k, min_p, the repetition
+  penalty and neutral presence/frequency penalties, so a recipe samples the same distribution
+  everywhere instead of each server's defaults (vLLM's generation_config, llama-server's
+  ``top_k=40, min_p=0.05``, llama-cpp-python's ``repeat_penalty=1.1``). llama-server also gets
+  the sampler order of vLLM and transformers (temperature before top-k/top-p/min-p).
+* **Seeds.** Prompt ``j`` of a call is seeded with ``prompt_seed(seed, j)`` (prompt 0 keeps the
+  seed): the prompts of one beam round do not share a seed. When a prompt's samples are asked
+  for in several requests, request ``r`` starting at sample ``i`` gets ``sample_seed(seed_j, i)``.
+* **``n`` above what the server takes.** llama-server has one slot per parallel sequence and
+  refuses more choices (HTTP 400 "Field 'n': ... <= 4"; the engine reads its slot count from
+  ``/props`` first); other servers may answer a short list (llama-cpp-python answers one choice)
+  or refuse with their own limit. The engine splits ``n`` into requests of at most the server's
+  limit, learnt from ``/props``, from the refusal or from the short answer, and remembers it.
+* **Exact tokens per choice.** llama-server's OpenAI route reports the tokens of ONE choice when
+  ``n > 1``; the engine uses its native ``/completion`` route instead, which reports each
+  choice's ``tokens_predicted``, its stop type (stop string, end of sequence or limit) and its
+  log-probabilities. Elsewhere ``usage.completion_tokens`` (all choices) is exact and is split
+  over the choices by their log-probability token counts when asked for, else by text length.
+* **SGLang** answers ``matched_stop`` (a string: a stop string; an int: the EOS token) instead of
+  ``stop_reason``, and with a seed returns ``n`` identical samples: seeded requests ask for one
+  sample each, each with its own seed.
+* **Context.** The context length comes from ``/v1/models`` (vLLM/SGLang ``max_model_len``,
+  llama-server's per-slot ``meta.n_ctx``) or ``context_length=``. ``max_tokens`` is capped to what
+  the prompt leaves (the prompt is tokenized by the server's ``/tokenize`` only when its UTF-8
+  length could overflow); a prompt that leaves no room raises ``ProblemError`` (that problem
+  fails, the run goes on), as does any 400 answer (``RequestRefused``).
 
-``finish_reason``: the API's ``"length"`` maps to ``"length"``; ``"stop"`` is ``"stop"`` when the
-server says a stop string ended it (vLLM/SGLang's ``stop_reason``) and ``"eos"`` when it says the
-model ended (``stop_reason`` null). A server that does not tell (llama.cpp) gets ``"stop"`` when
+Token accounting (the one convention of every engine, see ``Completion``): each sample counts its
+prompt; of the samples of one prompt in one call, all but the first count the prompt as cached
+(an engine with prefix sharing computes it once), and the first counts what the server reported
+as a prefix-cache hit (``usage.prompt_tokens_details.cached_tokens``; vLLM needs
+``--enable-prompt-tokens-details``; llama-server's ``timings.cache_n``).
+
+``finish_reason``: ``"length"`` for the token limit; ``"stop"`` when a stop string ended it and
+``"eos"`` when the model did, as the server says (vLLM ``stop_reason``, SGLang ``matched_stop``,
+llama-server ``stop_type``). A server that does not say (llama-cpp-python) gets ``"stop"`` when
 stop strings were asked for, else ``"eos"``: mistaking a step end for the end of a solution would
 cut the search short, while the opposite only costs one more (empty) round.
 
@@ -33,18 +59,27 @@ import asyncio
 import re
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from ttscale.engines.base import SamplingParams, check_params
-from ttscale.engines.http_pool import ReplicaPool, ServerError
+from ttscale.engines.http_pool import ClientError, ReplicaPool, ServerError
+from ttscale.errors import ProblemError
 from ttscale.types import Completion
 
-__all__ = ["OpenAIGenerator", "OpenAISample", "discover_model",
-           "guess_parameters", "parse_completion", "sample_seed"]
+__all__ = ["FLAVOURS", "OpenAIGenerator", "OpenAISample", "ServerInfo", "discover_model",
+           "discover_server", "guess_parameters", "parse_completion", "parse_llama_completion",
+           "prompt_seed", "sample_seed", "sampling_fields"]
 
 NMode = Literal["auto", "native", "single"]
 _N_MODES = ("auto", "native", "single")
+#: server kinds whose wire format differs; "openai" is any other OpenAI-compatible server
+FLAVOURS = ("openai", "vllm", "sglang", "llama-server", "llama-cpp-python")
+#: ``owned_by`` in ``/v1/models`` -> flavour
+_OWNERS = {"vllm": "vllm", "sglang": "sglang", "llamacpp": "llama-server",
+           "me": "llama-cpp-python"}
+#: llama-server's sampler chain in the order vLLM and transformers apply them
+LLAMA_SAMPLERS = ("penalties", "temperature", "top_k", "top_p", "min_p")
 
 
 def sample_seed(seed: int, i: int) -> int:
@@ -52,6 +87,14 @@ def sample_seed(seed: int, i: int) -> int:
     if i == 0:
         return seed
     return zlib.crc32(repr((seed, i)).encode()) & 0x7FFFFFFF
+
+
+def prompt_seed(seed: int, j: int) -> int:
+    """The seed of prompt ``j`` of one call (prompt 0 keeps ``seed``), so the prompts of one
+    round draw independent samples instead of the same random numbers."""
+    if j == 0:
+        return seed
+    return zlib.crc32(repr(("prompt", seed, j)).encode()) & 0x7FFFFFFF
 
 
 _SIZE = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*([bBmM])(?![a-zA-Z])")
@@ -69,6 +112,28 @@ def guess_parameters(model_name: str) -> int:
     return int(float(m.group(1)) * scale)
 
 
+def sampling_fields(params: SamplingParams, flavour: str) -> dict[str, Any]:
+    """Every distribution-changing sampling parameter in ``flavour``'s accepted form.
+
+    Neutral values are sent too: a field left out means the server's default, which differs per
+    server (see the module docstring)."""
+    body: dict[str, Any] = {"temperature": params.temperature, "top_p": params.top_p,
+                            "presence_penalty": 0.0, "frequency_penalty": 0.0}
+    if flavour in ("llama-server", "llama-cpp-python"):
+        # llama.cpp: top_k 0 is off, the penalty is repeat_penalty
+        body.update(top_k=params.top_k, min_p=params.min_p,
+                    repeat_penalty=params.repetition_penalty)
+        if flavour == "llama-server":
+            # only these samplers, in vLLM's order (the default chain adds DRY, XTC, typical-p
+            # and top-n-sigma, and applies the temperature last)
+            body["samplers"] = list(LLAMA_SAMPLERS)
+    else:
+        # vLLM, SGLang and the de-facto OpenAI extensions: top_k -1 is off
+        body.update(top_k=params.top_k if params.top_k > 0 else -1, min_p=params.min_p,
+                    repetition_penalty=params.repetition_penalty)
+    return body
+
+
 @dataclass
 class OpenAISample:
     """One completion with what the server said about it beyond ``Completion``."""
@@ -80,29 +145,49 @@ class OpenAISample:
     stop_reason: Any = None
 
 
+@dataclass
+class ServerInfo:
+    """What ``GET /v1/models`` (and llama-server's ``/props``) told about the server."""
+
+    model: str
+    num_parameters: int | None = None
+    flavour: str = "openai"
+    context_length: int | None = None
+    #: most choices one request may ask for (llama-server's slots); None: no known limit
+    max_n: int | None = None
+
+
 class OpenAIGenerator:
     """A ``Generator`` over one or several OpenAI-compatible completions servers.
 
     ``base_url``: ``http://host:port/v1`` or a list of replica URLs. ``model``: the served model
     name (``None``: the first model the server lists). ``num_parameters``: for FLOPs (default:
     what ttscale's own server reports, else a guess from the model name, else 0).
-    ``n_mode``: ``auto`` (detect servers that ignore ``n``), ``native`` (trust ``n``; fewer
-    choices is an error) or ``single`` (one request per sample, e.g. llama.cpp).
-    ``logprobs``: ask for that many top log-probabilities (exact per-sample token counts).
-    ``extra_body``: more fields for every request (e.g. ``{"top_k": 20}`` for vLLM).
+    ``n_mode``: ``auto`` (learn the server's limit on ``n``), ``native`` (trust ``n``; fewer
+    choices is an error) or ``single`` (one request per sample).
+    ``flavour``: ``auto`` (from ``/v1/models``) or one of :data:`FLAVOURS`.
+    ``context_length``: the model's context in tokens (default: what the server reports).
+    ``logprobs``: ask for that many top log-probabilities in every call (``SamplingParams.
+    logprobs`` asks per call). ``extra_body``: more fields for every request.
     The remaining arguments go to ``ReplicaPool``.
     """
 
     def __init__(self, base_url: str | Sequence[str], model: str | None = None, *,
                  api_key: str | None = None, num_parameters: int | None = None,
-                 n_mode: NMode = "auto", logprobs: int | None = None,
+                 n_mode: NMode = "auto", flavour: str = "auto",
+                 context_length: int | None = None, logprobs: int | None = None,
                  extra_body: dict[str, Any] | None = None, max_concurrency: int = 16,
                  timeout_s: float = 300.0, retries: int = 5, backoff_s: float = 0.25,
                  backoff_max_s: float = 8.0) -> None:
         if n_mode not in _N_MODES:
             raise ValueError(f"n_mode must be one of {', '.join(_N_MODES)}, got {n_mode!r}")
-        if logprobs is not None and logprobs < 0:
-            raise ValueError(f"logprobs must be >= 0, got {logprobs}")
+        if flavour != "auto" and flavour not in FLAVOURS:
+            raise ValueError(f"flavour must be 'auto' or one of {', '.join(FLAVOURS)}, "
+                             f"got {flavour!r}")
+        if logprobs is not None and not 1 <= logprobs <= 20:
+            raise ValueError(f"logprobs must be in 1..20 or None, got {logprobs}")
+        if context_length is not None and context_length < 2:
+            raise ValueError(f"context_length must be >= 2 tokens, got {context_length}")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.pool = ReplicaPool(base_url, max_concurrency=max_concurrency, timeout_s=timeout_s,
                                 retries=retries, backoff_s=backoff_s, backoff_max_s=backoff_max_s,
@@ -111,11 +196,16 @@ class OpenAIGenerator:
         self._model = model
         self._num_parameters = num_parameters
         self.n_mode: NMode = n_mode
-        #: None until an ``auto`` engine has seen whether the server honours ``n``
-        self.n_supported: bool | None = {"native": True, "single": False}.get(n_mode)
+        self.flavour = flavour
+        self.context_length = context_length
+        #: most choices per request: None = not known yet / no limit; 1 = one per sample
+        self.max_n: int | None = 1 if n_mode == "single" else None
         self.logprobs = logprobs
         self.extra_body = dict(extra_body or {})
         self._discovered = False
+        self._lock: asyncio.Lock | None = None
+        self._tokenize_ok = True
+        self._n_seen = False
 
     # -- model discovery ------------------------------------------------------------------
 
@@ -123,6 +213,13 @@ class OpenAIGenerator:
     def model(self) -> str | None:
         """The served model name (None until the first call asked the server for it)."""
         return self._model
+
+    @property
+    def n_supported(self) -> bool | None:
+        """Whether one request may carry several choices (None: not known yet)."""
+        if self.max_n is not None:
+            return self.max_n > 1
+        return True if self.n_mode == "native" or self._n_seen else None
 
     @property
     def num_parameters(self) -> int:
@@ -137,9 +234,27 @@ class OpenAIGenerator:
         self._num_parameters = int(value)
 
     async def _discover(self) -> None:
-        if not self._discovered:
-            self._model, self._num_parameters = await discover_model(
-                self.pool, self._model, self._num_parameters)
+        if self._discovered:
+            return
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._discovered:
+                return
+            info = await discover_server(self.pool, self._model)
+            self._model = info.model
+            if self._num_parameters is None:
+                self._num_parameters = (info.num_parameters if info.num_parameters is not None
+                                        else guess_parameters(info.model))
+            if self.flavour == "auto":
+                self.flavour = info.flavour
+            if self.context_length is None:
+                self.context_length = info.context_length
+            if self.n_mode == "auto":
+                if self.flavour == "llama-cpp-python":
+                    self.max_n = 1
+                elif info.max_n is not None:
+                    self.max_n = info.max_n
             self._discovered = True
 
     # -- the Generator interface ------------------------------------------------------------
@@ -165,82 +280,191 @@ class OpenAIGenerator:
             raise ValueError("prompts must be a list of strings")
         if not prompts:
             return []
+        if params.logprobs is None and self.logprobs is not None:
+            params = replace(params, logprobs=self.logprobs)
         await self._discover()
-        return list(await asyncio.gather(*(self._one_prompt(p, params) for p in prompts)))
+        return list(await asyncio.gather(*(self._one_prompt(p, params, j)
+                                           for j, p in enumerate(prompts))))
 
     def close(self) -> None:
         self.pool.close()
 
     # -- internals --------------------------------------------------------------------------
 
-    async def _one_prompt(self, prompt: str, params: SamplingParams) -> list[OpenAISample]:
-        if self.n_supported is False or params.n == 1:
-            return await self._singles(prompt, params, 0)
-        first = await self._request(prompt, params, params.n, params.seed)
-        if len(first) == params.n:
-            if self.n_supported is None:
-                self.n_supported = True
-            return first
-        if self.n_mode == "native" or len(first) != 1:
-            raise ServerError(f"{self.base_urls[0]} returned {len(first)} choices for n="
-                              f"{params.n}; use n_mode='single' for servers without n")
-        self.n_supported = False  # the server ignores n: ask for the others one by one
-        return first + await self._singles(prompt, params, 1)
+    async def _one_prompt(self, prompt: str, params: SamplingParams,
+                          j: int) -> list[OpenAISample]:
+        seed = None if params.seed is None else prompt_seed(params.seed, j)
+        max_tokens = await self._room(prompt, params.max_tokens)
+        if max_tokens != params.max_tokens:
+            params = replace(params, max_tokens=max_tokens)
+        # SGLang repeats one seed's sample n times: seeded requests carry one sample each
+        limit = 1 if self.flavour == "sglang" and seed is not None else self.max_n
+        out: list[OpenAISample] = []
+        if limit is None and params.n > 1:  # limit unknown: try all at once, learn from it
+            try:
+                out = await self._request(prompt, params, params.n, seed)
+            except (ClientError, ServerError) as e:
+                learnt = _n_limit(e, params.n)
+                if learnt is None or self.n_mode == "native":
+                    raise
+                self.max_n = learnt
+            else:
+                if len(out) == params.n:
+                    self._n_seen = True
+                    return _cache_convention(out)
+                if self.n_mode == "native" or len(out) != 1:
+                    raise ServerError(f"{self.base_urls[0]} returned {len(out)} choices for "
+                                      f"n={params.n}; use n_mode='single' for servers "
+                                      "without n")
+                self.max_n = 1  # the server ignores n: ask for the others one by one
+            limit = self.max_n
+        limit = max(1, limit or params.n)
+        starts = list(range(len(out), params.n, limit))
+        rows = await asyncio.gather(*(
+            self._request(prompt, params, min(limit, params.n - i),
+                          None if seed is None else sample_seed(seed, i)) for i in starts))
+        for i, row in zip(starts, rows, strict=True):
+            want = min(limit, params.n - i)
+            if len(row) != want:
+                raise ServerError(f"{self.base_urls[0]} returned {len(row)} choices for "
+                                  f"n={want}")
+            out.extend(row)
+        return _cache_convention(out)
 
-    async def _singles(self, prompt: str, params: SamplingParams,
-                       start: int) -> list[OpenAISample]:
-        seeds = [None if params.seed is None else sample_seed(params.seed, i)
-                 for i in range(start, params.n)]
-        rows = await asyncio.gather(*(self._request(prompt, params, 1, s) for s in seeds))
-        out = []
-        for r in rows:
-            if len(r) != 1:
-                raise ServerError(f"{self.base_urls[0]} returned {len(r)} choices for n=1")
-            out.extend(r)
-        return out
+    async def _room(self, prompt: str, max_tokens: int) -> int:
+        """``max_tokens`` capped to what ``prompt`` leaves of the context (see the module doc)."""
+        ctx = self.context_length
+        # a token is at least one UTF-8 byte; +2 for a BOS token the server may add
+        if ctx is None or len(prompt.encode("utf-8")) + 2 + max_tokens <= ctx:
+            return max_tokens
+        n = await self._count_tokens(prompt)
+        if n is None:
+            return max_tokens  # cannot tell: the server refuses an overflow itself
+        if n >= ctx:
+            raise ProblemError(f"the prompt has {n} tokens and does not fit the context of "
+                               f"{ctx} tokens of {self._model} at {self.base_urls[0]}")
+        return min(max_tokens, ctx - n)
+
+    async def _count_tokens(self, prompt: str) -> int | None:
+        """The prompt's length in the server's tokens via ``/tokenize`` (vLLM, SGLang,
+        llama-server); None where the server has no such route."""
+        if not self._tokenize_ok:
+            return None
+        if self.flavour == "llama-server":
+            body: dict[str, Any] = {"content": prompt, "add_special": True}
+        else:
+            body = {"model": self._model, "prompt": prompt}
+        try:
+            data = await self.pool.request_json("POST", "/tokenize", body, root=True)
+        except (ClientError, ServerError):
+            self._tokenize_ok = False
+            return None
+        if isinstance(data, dict):
+            if isinstance(data.get("count"), int):
+                return int(data["count"])
+            if isinstance(data.get("tokens"), list):
+                return len(data["tokens"])
+        self._tokenize_ok = False
+        return None
 
     async def _request(self, prompt: str, params: SamplingParams, n: int,
                        seed: int | None) -> list[OpenAISample]:
-        body: dict[str, Any] = {
-            **self.extra_body, "model": self._model, "prompt": prompt, "n": n,
-            "max_tokens": params.max_tokens, "temperature": params.temperature,
-            "top_p": params.top_p,
-        }
+        body: dict[str, Any] = {**self.extra_body, "prompt": prompt,
+                                **sampling_fields(params, self.flavour),
+                                "max_tokens": params.max_tokens}
         if params.stop:
             body["stop"] = list(params.stop)
         if seed is not None:
             body["seed"] = int(seed)
-        if self.logprobs is not None:
-            body["logprobs"] = self.logprobs
+        if self.flavour == "llama-server":
+            # the native route: per-choice token counts and stop types (see the module doc)
+            body.update(n_cmpl=n, cache_prompt=True)
+            if params.logprobs is not None:
+                body["n_probs"] = params.logprobs
+            data = await self.pool.request_json("POST", "/completion", body, root=True)
+            return parse_llama_completion(data, self.base_urls[0])
+        body.update(model=self._model, n=n)
+        if params.logprobs is not None:
+            body["logprobs"] = params.logprobs
         data = await self.pool.request_json("POST", "/completions", body)
-        return parse_completion(data, bool(params.stop), self.base_urls[0])
+        return parse_completion(data, bool(params.stop), self.base_urls[0], params.logprobs)
 
 
-async def discover_model(pool: ReplicaPool, model: str | None,
-                         num_parameters: int | None) -> tuple[str, int]:
-    """The served model name and its parameter count, asking ``GET /models`` when either is
-    unknown: the first listed model, and ``ttscale.num_parameters`` (ttscale's own servers),
-    else a guess from the name (:func:`guess_parameters`)."""
-    listing: list[dict[str, Any]] = []
-    if model is None or num_parameters is None:
-        # root-relative, so a base URL given with or without its trailing /v1 both work
-        data = await pool.request_json("GET", "/v1/models", root=True)
-        raw = data.get("data") if isinstance(data, dict) else None
-        listing = [m for m in raw or [] if isinstance(m, dict)]
+_N_REFUSAL = re.compile(r"\bn\b|n_cmpl", re.IGNORECASE)
+_N_LIMIT = re.compile(r"(?:<=\s*value\s*<=|limit of|at most|maximum(?: of)?)\s*(\d+)",
+                      re.IGNORECASE)
+
+
+def _n_limit(e: Exception, n: int) -> int | None:
+    """The server's limit on ``n`` when ``e`` is its refusal of ``n`` (else None): the limit it
+    names (llama-server: "Field 'n': Value must be between 1 <= value <= 4"), else 1."""
+    text = getattr(e, "detail", None) or str(e)
+    status = getattr(e, "status", None)
+    if not _N_REFUSAL.search(text.replace("n_mode", "")) or status not in (None, 400, 422):
+        return None
+    m = _N_LIMIT.search(text)
+    limit = int(m.group(1)) if m else 1
+    return limit if 1 <= limit < n else 1
+
+
+def _cache_convention(samples: list[OpenAISample]) -> list[OpenAISample]:
+    """Samples 2..n of one prompt count its prompt as cached (see the module docstring)."""
+    for s in samples[1:]:
+        s.completion.prompt_tokens_cached = s.completion.prompt_tokens
+    return samples
+
+
+async def discover_server(pool: ReplicaPool, model: str | None) -> ServerInfo:
+    """Ask ``GET /v1/models`` (and llama-server's ``/props``) what the server is."""
+    # root-relative, so a base URL given with or without its trailing /v1 both work
+    data = await pool.request_json("GET", "/v1/models", root=True)
+    raw = data.get("data") if isinstance(data, dict) else None
+    listing = [m for m in raw or [] if isinstance(m, dict)]
     if model is None:
         if not listing or "id" not in listing[0]:
             raise ServerError(f"{pool.urls[0]}/models lists no model; pass the model name")
         model = str(listing[0]["id"])
+    entry = next((m for m in listing if m.get("id") == model), listing[0] if listing else {})
+    info = ServerInfo(model, flavour=_OWNERS.get(str(entry.get("owned_by", "")), "openai"))
+    extra = entry.get("ttscale")
+    if isinstance(extra, dict) and isinstance(extra.get("num_parameters"), int):
+        info.num_parameters = int(extra["num_parameters"])
+    meta = entry.get("meta") if isinstance(entry.get("meta"), dict) else {}
+    for ctx in (entry.get("max_model_len"), meta.get("n_ctx"), entry.get("context_length")):
+        if isinstance(ctx, int) and not isinstance(ctx, bool) and ctx > 0:
+            info.context_length = ctx
+            break
+    if info.flavour == "llama-server":
+        try:
+            props = await pool.request_json("GET", "/props", root=True)
+        except (ClientError, ServerError):
+            props = {}
+        slots = props.get("total_slots") if isinstance(props, dict) else None
+        if isinstance(slots, int) and slots >= 1:
+            info.max_n = slots
+        settings = props.get("default_generation_settings") if isinstance(props, dict) else None
+        n_ctx = settings.get("n_ctx") if isinstance(settings, dict) else None
+        if info.context_length is None and isinstance(n_ctx, int) and n_ctx > 0:
+            info.context_length = n_ctx
+    return info
+
+
+async def discover_model(pool: ReplicaPool, model: str | None,
+                         num_parameters: int | None) -> tuple[str, int]:
+    """The served model name and its parameter count (``ttscale.num_parameters`` from ttscale's
+    own servers, else a guess from the name, :func:`guess_parameters`)."""
+    if model is not None and num_parameters is not None:
+        return model, num_parameters
+    info = await discover_server(pool, model)
     if num_parameters is None:
-        entry = next((m for m in listing if m.get("id") == model), {})
-        extra = entry.get("ttscale")
-        n = extra.get("num_parameters") if isinstance(extra, dict) else None
-        num_parameters = int(n) if isinstance(n, int) else guess_parameters(model)
-    return model, num_parameters
+        num_parameters = (info.num_parameters if info.num_parameters is not None
+                          else guess_parameters(info.model))
+    return info.model, num_parameters
 
 
-def parse_completion(data: Any, asked_stop: bool, where: str) -> list[OpenAISample]:
-    """Turn one ``/completions`` answer into samples (choices in ``index`` order)."""
+def parse_completion(data: Any, asked_stop: bool, where: str,
+                     logprobs: int | None = None) -> list[OpenAISample]:
+    """Turn one OpenAI ``/completions`` answer into samples (choices in ``index`` order)."""
     if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
         raise ServerError(f"{where}/completions answered without a 'choices' list: "
                           f"{str(data)[:200]}")
@@ -254,37 +478,80 @@ def parse_completion(data: Any, asked_stop: bool, where: str) -> list[OpenAISamp
     completion_tokens = _int(usage.get("completion_tokens"))
     details = usage.get("prompt_tokens_details")
     server_cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else 0
-    token_lists = [_logprob_tokens(c) for c in choices]
+    token_lists = [_logprob_tokens(c, logprobs) for c in choices]
     if all(t is not None for t in token_lists):
         counts = [len(t[0]) for t in token_lists]  # type: ignore[index]
+        if len(choices) == 1 and completion_tokens:
+            counts = [completion_tokens]  # the usage of one choice is exact
     else:
         counts = _split(completion_tokens, [len(c["text"]) for c in choices])
     out = []
-    for i, (c, k) in enumerate(zip(choices, counts, strict=True)):
+    for c, k, toks in zip(choices, counts, token_lists, strict=True):
         reason = _finish_reason(c, asked_stop)
-        cached = min(server_cached, prompt_tokens) if i == 0 else prompt_tokens
-        comp = Completion(c["text"], reason, prompt_tokens, k, cached)
-        toks = token_lists[i]
-        out.append(OpenAISample(comp, toks[1] if toks else None, toks[0] if toks else None,
-                                c.get("stop_reason")))
-    return out
+        comp = Completion(c["text"], reason, prompt_tokens, k, min(server_cached, prompt_tokens))
+        if toks is not None:
+            comp.token_logprobs, comp.top_logprobs = toks[1], toks[2]
+        stop = c.get("stop_reason", c.get("matched_stop"))
+        out.append(OpenAISample(comp, toks[1] if toks else None, toks[0] if toks else None, stop))
+    return _cache_convention(out)
+
+
+def parse_llama_completion(data: Any, where: str) -> list[OpenAISample]:
+    """Turn one answer of llama-server's native ``/completion`` into samples: one object, or a
+    list of them when several choices were asked for (``n_cmpl``)."""
+    items = data if isinstance(data, list) else [data]
+    if not items or not all(isinstance(x, dict) and isinstance(x.get("content"), str)
+                            for x in items):
+        raise ServerError(f"{where}/completion answered without content: {str(data)[:200]}")
+    items = sorted(items, key=lambda x: _int(x.get("index")))
+    out = []
+    for x in items:
+        stop_type = x.get("stop_type")
+        reason = {"word": "stop", "eos": "eos"}.get(str(stop_type), "length")
+        prompt_tokens = _int(x.get("tokens_evaluated"))
+        timings = x.get("timings") if isinstance(x.get("timings"), dict) else {}
+        cached = min(_int(timings.get("cache_n")), prompt_tokens)
+        comp = Completion(x["content"], reason, prompt_tokens, _int(x.get("tokens_predicted")),
+                          cached)
+        probs = x.get("completion_probabilities")
+        tokens = None
+        if isinstance(probs, list):
+            entries = [p for p in probs if isinstance(p, dict)]
+            comp.token_logprobs = [_float(p.get("logprob")) for p in entries]
+            comp.top_logprobs = [sorted((_float(t.get("logprob")) for t in
+                                         p.get("top_logprobs") or [] if isinstance(t, dict)),
+                                        reverse=True) for p in entries]
+            tokens = [str(p.get("token", "")) for p in entries]
+        out.append(OpenAISample(comp, comp.token_logprobs, tokens, x.get("stopping_word")))
+    return _cache_convention(out)
 
 
 def _finish_reason(choice: dict[str, Any], asked_stop: bool) -> str:
     if choice.get("finish_reason") == "length":
         return "length"
-    if "stop_reason" in choice:  # vLLM / SGLang / ttscale: str = a stop string, else the model
+    if "stop_reason" in choice:  # vLLM / ttscale: str = a stop string, else the model
         return "stop" if isinstance(choice["stop_reason"], str) else "eos"
-    return "stop" if asked_stop else "eos"  # the server does not say (llama.cpp)
+    if "matched_stop" in choice:  # SGLang: str = a stop string, int = the EOS token
+        return "stop" if isinstance(choice["matched_stop"], str) else "eos"
+    return "stop" if asked_stop else "eos"  # the server does not say (llama-cpp-python)
 
 
-def _logprob_tokens(choice: dict[str, Any]) -> tuple[list[str], list[float]] | None:
+def _logprob_tokens(choice: dict[str, Any], k: int | None
+                    ) -> tuple[list[str], list[float], list[list[float]]] | None:
     lp = choice.get("logprobs")
     if not isinstance(lp, dict) or not isinstance(lp.get("tokens"), list):
         return None
-    values = [float(x) if isinstance(x, (int, float)) else float("nan")
-              for x in lp.get("token_logprobs") or []]
-    return [str(t) for t in lp["tokens"]], values
+    values = [_float(x) for x in lp.get("token_logprobs") or []]
+    tops: list[list[float]] = []
+    for entry in lp.get("top_logprobs") or []:
+        vals = sorted((_float(v) for v in entry.values()), reverse=True) \
+            if isinstance(entry, dict) else []
+        tops.append(vals[:k] if k else vals)
+    return [str(t) for t in lp["tokens"]], values, tops
+
+
+def _float(v: Any) -> float:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else float("nan")
 
 
 def _int(v: Any) -> int:

@@ -1,4 +1,4 @@
-"""llama.cpp's C++ ``llama-server`` as a real engine on loopback (the llama.cpp server most users run).
+"""llama.cpp's C++ ``llama-server`` on loopback: the llama.cpp server most users run.
 
 Why this one: it refuses ``n`` above its slot count, reports the tokens of one choice when
 ``n > 1`` on its OpenAI route, answers ``/props`` and its native ``/completion`` route, and
