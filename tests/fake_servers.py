@@ -43,7 +43,8 @@ def _error(status: int, message: str) -> JSONResponse:
 
 
 def create_fake_app(flavour: str, *, slots: int = 2, n_ctx: int = 4096,
-                    props: bool = True) -> FastAPI:
+                    props: bool = True, ends: str | None = None) -> FastAPI:
+    """``ends="word"``: every sample that fits ends at a stop string (a search never ends)."""
     app = FastAPI()
     app.state.bodies = []
 
@@ -82,11 +83,13 @@ def create_fake_app(flavour: str, *, slots: int = 2, n_ctx: int = 4096,
                              f"you requested {len(prompt) + body['max_tokens']} tokens")
         room = min(body["max_tokens"], n_ctx - len(prompt))
         if flavour == "sglang" and seed is not None:
-            return [fake_text(prompt, seed, 0, room)] * n  # SGLang's seed quirk
-        if flavour == "llama-server" and seed is not None:
-            return [fake_text(prompt, seed + i, i, room) for i in range(n)]
-        return [fake_text(prompt, None if seed is None else (seed, i), i, room)
-                for i in range(n)]
+            outs = [fake_text(prompt, seed, 0, room)] * n  # SGLang's seed quirk
+        elif flavour == "llama-server" and seed is not None:
+            outs = [fake_text(prompt, seed + i, i, room) for i in range(n)]
+        else:
+            outs = [fake_text(prompt, None if seed is None else (seed, i), i, room)
+                    for i in range(n)]
+        return [(t, ends if ends and how != "limit" else how) for t, how in outs]
 
     @app.post("/completion")
     async def native(request: Request) -> Any:

@@ -154,3 +154,32 @@ def test_a_refused_request_is_a_problem_error_not_an_engine_fault():
             gen.generate(["p" * 50], SamplingParams(n=1, max_tokens=40))
         assert isinstance(info.value, ProblemError)
         gen.close()
+
+
+def test_beam_search_stops_a_beam_where_the_context_is_full_instead_of_failing(tmp_path):
+    import json
+
+    from ttscale.strategies import SearchContext, get_strategy
+    from ttscale.tasks.jsonl import JsonlTask
+    from ttscale.verifiers.base import StepScores
+
+    class Flat:
+        num_parameters = 1
+
+        def score(self, prompts, solutions):
+            return StepScores([[0.5] * len(s) for s in solutions], 0)
+
+    path = tmp_path / "q.jsonl"
+    path.write_text(json.dumps({"question": "What is 2+2?", "answer": "#### 4", "id": "q"})
+                    + "\n")
+    task = JsonlTask(path, prompt_template="Q: {question}\nA:")
+    with fake_server("vllm", n_ctx=120, ends="word") as (url, _):
+        gen = OpenAIGenerator(url)
+        ctx = SearchContext(task=task, generator=gen, scorer=Flat(), seed=0, temperature=1.0,
+                            max_step_tokens=16, max_rounds=40, options={"beam_width": 2})
+        problem = next(iter(task.problems()))
+        result = get_strategy("beam")(problem, 4, ctx)  # no ProblemError: beams stop in time
+        reasons = {c.meta["finish_reason"] for c in result.candidates}
+        assert "context" in reasons, reasons
+        assert len(result.trace) < 40
+        gen.close()

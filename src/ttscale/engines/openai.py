@@ -34,7 +34,9 @@ Each flavour differs where it matters (see docs/engines.md, "Servers and their q
 * **Context.** The context length comes from ``/v1/models`` (vLLM/SGLang ``max_model_len``,
   llama-server's per-slot ``meta.n_ctx``) or ``context_length=``. ``max_tokens`` is capped to what
   the prompt leaves (the prompt is tokenized by the server's ``/tokenize`` only when its UTF-8
-  length could overflow); a prompt that leaves no room raises ``ProblemError`` (that problem
+  length could overflow). When less than ``CONTEXT_MARGIN`` tokens would be left after a
+  request, its completions end with ``"context"``: a tree search ends that beam there, before
+  the next step would overflow. A prompt that leaves no room raises ``ProblemError`` (that problem
   fails, the run goes on), as does any 400 answer (``RequestRefused``).
 
 Token accounting (the one convention of every engine, see ``Completion``): each sample counts its
@@ -43,7 +45,8 @@ prompt; of the samples of one prompt in one call, all but the first count the pr
 as a prefix-cache hit (``usage.prompt_tokens_details.cached_tokens``; vLLM needs
 ``--enable-prompt-tokens-details``; llama-server's ``timings.cache_n``).
 
-``finish_reason``: ``"length"`` for the token limit; ``"stop"`` when a stop string ended it and
+``finish_reason``: ``"length"`` for the token limit, ``"context"`` when nothing more fits after
+the completion (see above); ``"stop"`` when a stop string ended it and
 ``"eos"`` when the model did, as the server says (vLLM ``stop_reason``, SGLang ``matched_stop``,
 llama-server ``stop_type``). A server that does not say (llama-cpp-python) gets ``"stop"`` when
 stop strings were asked for, else ``"eos"``: mistaking a step end for the end of a solution would
@@ -78,6 +81,9 @@ FLAVOURS = ("openai", "vllm", "sglang", "llama-server", "llama-cpp-python")
 #: ``owned_by`` in ``/v1/models`` -> flavour
 _OWNERS = {"vllm": "vllm", "sglang": "sglang", "llamacpp": "llama-server",
            "me": "llama-cpp-python"}
+#: tokens kept free after a step for what a search appends before the next one (the step
+#: delimiter, a template's end-of-turn): with less left, the context counts as full
+CONTEXT_MARGIN = 16
 #: llama-server's sampler chain in the order vLLM and transformers apply them
 LLAMA_SAMPLERS = ("penalties", "temperature", "top_k", "top_p", "min_p")
 
@@ -294,7 +300,7 @@ class OpenAIGenerator:
     async def _one_prompt(self, prompt: str, params: SamplingParams,
                           j: int) -> list[OpenAISample]:
         seed = None if params.seed is None else prompt_seed(params.seed, j)
-        max_tokens = await self._room(prompt, params.max_tokens)
+        max_tokens, capped = await self._room(prompt, params.max_tokens)
         if max_tokens != params.max_tokens:
             params = replace(params, max_tokens=max_tokens)
         # SGLang repeats one seed's sample n times: seeded requests carry one sample each
@@ -311,7 +317,7 @@ class OpenAIGenerator:
             else:
                 if len(out) == params.n:
                     self._n_seen = True
-                    return _cache_convention(out)
+                    return _context_full(_cache_convention(out), capped)
                 if self.n_mode == "native" or len(out) != 1:
                     raise ServerError(f"{self.base_urls[0]} returned {len(out)} choices for "
                                       f"n={params.n}; use n_mode='single' for servers "
@@ -329,21 +335,22 @@ class OpenAIGenerator:
                 raise ServerError(f"{self.base_urls[0]} returned {len(row)} choices for "
                                   f"n={want}")
             out.extend(row)
-        return _cache_convention(out)
+        return _context_full(_cache_convention(out), capped)
 
-    async def _room(self, prompt: str, max_tokens: int) -> int:
-        """``max_tokens`` capped to what ``prompt`` leaves of the context (see the module doc)."""
+    async def _room(self, prompt: str, max_tokens: int) -> tuple[int, bool]:
+        """``max_tokens`` capped to what ``prompt`` leaves of the context, and whether the context
+        is full after this request (less than ``CONTEXT_MARGIN`` tokens would be left)."""
         ctx = self.context_length
         # a token is at least one UTF-8 byte; +2 for a BOS token the server may add
-        if ctx is None or len(prompt.encode("utf-8")) + 2 + max_tokens <= ctx:
-            return max_tokens
+        if ctx is None or len(prompt.encode("utf-8")) + 2 + max_tokens + CONTEXT_MARGIN <= ctx:
+            return max_tokens, False
         n = await self._count_tokens(prompt)
         if n is None:
-            return max_tokens  # cannot tell: the server refuses an overflow itself
+            return max_tokens, False  # cannot tell: the server refuses an overflow itself
         if n >= ctx:
             raise ProblemError(f"the prompt has {n} tokens and does not fit the context of "
                                f"{ctx} tokens of {self._model} at {self.base_urls[0]}")
-        return min(max_tokens, ctx - n)
+        return min(max_tokens, ctx - n), ctx - n - max_tokens < CONTEXT_MARGIN
 
     async def _count_tokens(self, prompt: str) -> int | None:
         """The prompt's length in the server's tokens via ``/tokenize`` (vLLM, SGLang,
@@ -405,6 +412,17 @@ def _n_limit(e: Exception, n: int) -> int | None:
     m = _N_LIMIT.search(text)
     limit = int(m.group(1)) if m else 1
     return limit if 1 <= limit < n else 1
+
+
+def _context_full(samples: list[OpenAISample], full: bool) -> list[OpenAISample]:
+    """Samples of a request that leaves the context (nearly) full end with ``"context"``
+    instead of ``"length"``/``"stop"``: nothing more fits after them, so a tree search ends
+    that beam there instead of overflowing in the next round."""
+    if full:
+        for s in samples:
+            if s.completion.finish_reason in ("length", "stop"):
+                s.completion.finish_reason = "context"
+    return samples
 
 
 def _cache_convention(samples: list[OpenAISample]) -> list[OpenAISample]:
