@@ -9,15 +9,15 @@ import pytest
 from serve_helpers import hf_policy, policy_server, prm_server, token_prm
 
 from ttscale.engines.base import Generator, SamplingParams
-from ttscale.engines.http_pool import ClientError, ServerError
 from ttscale.engines.openai import (
     OpenAIGenerator,
-    _split,
     guess_parameters,
     parse_completion,
     prompt_seed,
     sample_seed,
 )
+from ttscale.engines.openai_wire import _split
+from ttscale.net.pool import ClientError, ServerError
 from ttscale.serve.common import free_port
 from ttscale.testing.faults import FaultyRelay
 

@@ -12,7 +12,6 @@ pytest.importorskip("fastapi")
 from fake_servers import fake_server  # noqa: E402
 
 from ttscale.engines.base import SamplingParams  # noqa: E402
-from ttscale.engines.http_pool import RequestRefused  # noqa: E402
 from ttscale.engines.openai import (  # noqa: E402
     OpenAIGenerator,
     parse_completion,
@@ -20,6 +19,7 @@ from ttscale.engines.openai import (  # noqa: E402
     sample_seed,
 )
 from ttscale.errors import ProblemError  # noqa: E402
+from ttscale.net.pool import RequestRefused  # noqa: E402
 
 PARAMS = SamplingParams(n=5, temperature=0.7, top_p=0.9, max_tokens=40, stop=("\n\n",), seed=11)
 

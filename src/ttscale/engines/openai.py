@@ -52,22 +52,37 @@ llama-server ``stop_type``). A server that does not say (llama-cpp-python) gets 
 stop strings were asked for, else ``"eos"``: mistaking a step end for the end of a solution would
 cut the search short, while the opposite only costs one more (empty) round.
 
-Several base URLs are replicas of one model: see ``ttscale.engines.http_pool`` for the load
-balancing, bounded concurrency and retries.
+Several base URLs are replicas of one model: see ``ttscale.net.pool`` for the load balancing,
+bounded concurrency and retries. ``ttscale.net.discovery`` asks the server what it is;
+``ttscale.engines.openai_wire`` holds the wire formats.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Literal
 
 from ttscale.engines.base import SamplingParams, check_params
-from ttscale.engines.http_pool import ClientError, ReplicaPool, ServerError
+from ttscale.engines.openai_wire import (
+    OpenAISample,
+    cache_convention,
+    n_limit,
+    parse_completion,
+    parse_llama_completion,
+    sampling_fields,
+)
 from ttscale.errors import ProblemError
+from ttscale.net.discovery import (
+    FLAVOURS,
+    ServerInfo,
+    discover_model,
+    discover_server,
+    guess_parameters,
+)
+from ttscale.net.pool import ClientError, ReplicaPool, ServerError
 from ttscale.types import Completion
 
 __all__ = ["FLAVOURS", "OpenAIGenerator", "OpenAISample", "ServerInfo", "discover_model",
@@ -76,18 +91,9 @@ __all__ = ["FLAVOURS", "OpenAIGenerator", "OpenAISample", "ServerInfo", "discove
 
 NMode = Literal["auto", "native", "single"]
 _N_MODES = ("auto", "native", "single")
-#: server kinds whose wire format differs; "openai" is any other OpenAI-compatible server
-FLAVOURS = ("openai", "vllm", "sglang", "llama-server", "llama-cpp-python")
-#: ``owned_by`` in ``/v1/models`` -> flavour
-_OWNERS = {"vllm": "vllm", "sglang": "sglang", "llamacpp": "llama-server",
-           "me": "llama-cpp-python"}
 #: tokens kept free after a step for what a search appends before the next one (the step
 #: delimiter, a template's end-of-turn): with less left, the context counts as full
 CONTEXT_MARGIN = 16
-#: llama-server's sampler chain in the order vLLM and transformers apply them
-LLAMA_SAMPLERS = ("penalties", "temperature", "top_k", "top_p", "min_p")
-
-
 def sample_seed(seed: int, i: int) -> int:
     """The seed of sample ``i`` when samples are requested one by one (sample 0 keeps ``seed``)."""
     if i == 0:
@@ -101,66 +107,6 @@ def prompt_seed(seed: int, j: int) -> int:
     if j == 0:
         return seed
     return zlib.crc32(repr(("prompt", seed, j)).encode()) & 0x7FFFFFFF
-
-
-_SIZE = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*([bBmM])(?![a-zA-Z])")
-
-
-def guess_parameters(model_name: str) -> int:
-    """Parameters from a served model name (``Qwen2.5-Math-1.5B-Instruct`` -> 1.5e9), else 0.
-
-    Only a fallback for FLOPs accounting: pass ``num_parameters`` when the name does not say.
-    """
-    m = _SIZE.search(model_name.rsplit("/", 1)[-1])
-    if not m:
-        return 0
-    scale = 1e9 if m.group(2) in "bB" else 1e6
-    return int(float(m.group(1)) * scale)
-
-
-def sampling_fields(params: SamplingParams, flavour: str) -> dict[str, Any]:
-    """Every distribution-changing sampling parameter in ``flavour``'s accepted form.
-
-    Neutral values are sent too: a field left out means the server's default, which differs per
-    server (see the module docstring)."""
-    body: dict[str, Any] = {"temperature": params.temperature, "top_p": params.top_p,
-                            "presence_penalty": 0.0, "frequency_penalty": 0.0}
-    if flavour in ("llama-server", "llama-cpp-python"):
-        # llama.cpp: top_k 0 is off, the penalty is repeat_penalty
-        body.update(top_k=params.top_k, min_p=params.min_p,
-                    repeat_penalty=params.repetition_penalty)
-        if flavour == "llama-server":
-            # only these samplers, in vLLM's order (the default chain adds DRY, XTC, typical-p
-            # and top-n-sigma, and applies the temperature last)
-            body["samplers"] = list(LLAMA_SAMPLERS)
-    else:
-        # vLLM, SGLang and the de-facto OpenAI extensions: top_k -1 is off
-        body.update(top_k=params.top_k if params.top_k > 0 else -1, min_p=params.min_p,
-                    repetition_penalty=params.repetition_penalty)
-    return body
-
-
-@dataclass
-class OpenAISample:
-    """One completion with what the server said about it beyond ``Completion``."""
-
-    completion: Completion
-    #: log-probability of each generated token (when ``logprobs`` was requested)
-    token_logprobs: list[float] | None = None
-    tokens: list[str] | None = None
-    stop_reason: Any = None
-
-
-@dataclass
-class ServerInfo:
-    """What ``GET /v1/models`` (and llama-server's ``/props``) told about the server."""
-
-    model: str
-    num_parameters: int | None = None
-    flavour: str = "openai"
-    context_length: int | None = None
-    #: most choices one request may ask for (llama-server's slots); None: no known limit
-    max_n: int | None = None
 
 
 class OpenAIGenerator:
@@ -310,14 +256,14 @@ class OpenAIGenerator:
             try:
                 out = await self._request(prompt, params, params.n, seed)
             except (ClientError, ServerError) as e:
-                learnt = _n_limit(e, params.n)
+                learnt = n_limit(e, params.n)
                 if learnt is None or self.n_mode == "native":
                     raise
                 self.max_n = learnt
             else:
                 if len(out) == params.n:
                     self._n_seen = True
-                    return _context_full(_cache_convention(out), capped)
+                    return _context_full(cache_convention(out), capped)
                 if self.n_mode == "native" or len(out) != 1:
                     raise ServerError(f"{self.base_urls[0]} returned {len(out)} choices for "
                                       f"n={params.n}; use n_mode='single' for servers "
@@ -335,7 +281,7 @@ class OpenAIGenerator:
                 raise ServerError(f"{self.base_urls[0]} returned {len(row)} choices for "
                                   f"n={want}")
             out.extend(row)
-        return _context_full(_cache_convention(out), capped)
+        return _context_full(cache_convention(out), capped)
 
     async def _room(self, prompt: str, max_tokens: int) -> tuple[int, bool]:
         """``max_tokens`` capped to what ``prompt`` leaves of the context, and whether the context
@@ -397,23 +343,6 @@ class OpenAIGenerator:
         return parse_completion(data, bool(params.stop), self.base_urls[0], params.logprobs)
 
 
-_N_REFUSAL = re.compile(r"\bn\b|n_cmpl", re.IGNORECASE)
-_N_LIMIT = re.compile(r"(?:<=\s*value\s*<=|limit of|at most|maximum(?: of)?)\s*(\d+)",
-                      re.IGNORECASE)
-
-
-def _n_limit(e: Exception, n: int) -> int | None:
-    """The server's limit on ``n`` when ``e`` is its refusal of ``n`` (else None): the limit it
-    names (llama-server: "Field 'n': Value must be between 1 <= value <= 4"), else 1."""
-    text = getattr(e, "detail", None) or str(e)
-    status = getattr(e, "status", None)
-    if not _N_REFUSAL.search(text.replace("n_mode", "")) or status not in (None, 400, 422):
-        return None
-    m = _N_LIMIT.search(text)
-    limit = int(m.group(1)) if m else 1
-    return limit if 1 <= limit < n else 1
-
-
 def _context_full(samples: list[OpenAISample], full: bool) -> list[OpenAISample]:
     """Samples of a request that leaves the context (nearly) full end with ``"context"``
     instead of ``"length"``/``"stop"``: nothing more fits after them, so a tree search ends
@@ -425,168 +354,3 @@ def _context_full(samples: list[OpenAISample], full: bool) -> list[OpenAISample]
     return samples
 
 
-def _cache_convention(samples: list[OpenAISample]) -> list[OpenAISample]:
-    """Samples 2..n of one prompt count its prompt as cached (see the module docstring)."""
-    for s in samples[1:]:
-        s.completion.prompt_tokens_cached = s.completion.prompt_tokens
-    return samples
-
-
-async def discover_server(pool: ReplicaPool, model: str | None) -> ServerInfo:
-    """Ask ``GET /v1/models`` (and llama-server's ``/props``) what the server is."""
-    # root-relative, so a base URL given with or without its trailing /v1 both work
-    data = await pool.request_json("GET", "/v1/models", root=True)
-    raw = data.get("data") if isinstance(data, dict) else None
-    listing = [m for m in raw or [] if isinstance(m, dict)]
-    if model is None:
-        if not listing or "id" not in listing[0]:
-            raise ServerError(f"{pool.urls[0]}/models lists no model; pass the model name")
-        model = str(listing[0]["id"])
-    entry = next((m for m in listing if m.get("id") == model), listing[0] if listing else {})
-    info = ServerInfo(model, flavour=_OWNERS.get(str(entry.get("owned_by", "")), "openai"))
-    extra = entry.get("ttscale")
-    if isinstance(extra, dict) and isinstance(extra.get("num_parameters"), int):
-        info.num_parameters = int(extra["num_parameters"])
-    meta = entry.get("meta") if isinstance(entry.get("meta"), dict) else {}
-    for ctx in (entry.get("max_model_len"), meta.get("n_ctx"), entry.get("context_length")):
-        if isinstance(ctx, int) and not isinstance(ctx, bool) and ctx > 0:
-            info.context_length = ctx
-            break
-    if info.flavour == "llama-server":
-        try:
-            props = await pool.request_json("GET", "/props", root=True)
-        except (ClientError, ServerError):
-            props = {}
-        slots = props.get("total_slots") if isinstance(props, dict) else None
-        if isinstance(slots, int) and slots >= 1:
-            info.max_n = slots
-        settings = props.get("default_generation_settings") if isinstance(props, dict) else None
-        n_ctx = settings.get("n_ctx") if isinstance(settings, dict) else None
-        if info.context_length is None and isinstance(n_ctx, int) and n_ctx > 0:
-            info.context_length = n_ctx
-    return info
-
-
-async def discover_model(pool: ReplicaPool, model: str | None,
-                         num_parameters: int | None) -> tuple[str, int]:
-    """The served model name and its parameter count (``ttscale.num_parameters`` from ttscale's
-    own servers, else a guess from the name, :func:`guess_parameters`)."""
-    if model is not None and num_parameters is not None:
-        return model, num_parameters
-    info = await discover_server(pool, model)
-    if num_parameters is None:
-        num_parameters = (info.num_parameters if info.num_parameters is not None
-                          else guess_parameters(info.model))
-    return info.model, num_parameters
-
-
-def parse_completion(data: Any, asked_stop: bool, where: str,
-                     logprobs: int | None = None) -> list[OpenAISample]:
-    """Turn one OpenAI ``/completions`` answer into samples (choices in ``index`` order)."""
-    if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
-        raise ServerError(f"{where}/completions answered without a 'choices' list: "
-                          f"{str(data)[:200]}")
-    choices = sorted(data["choices"], key=lambda c: c.get("index", 0) if isinstance(c, dict)
-                     else 0)
-    for c in choices:
-        if not isinstance(c, dict) or not isinstance(c.get("text"), str):
-            raise ServerError(f"{where}/completions: a choice has no text: {str(c)[:200]}")
-    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-    prompt_tokens = _int(usage.get("prompt_tokens"))
-    completion_tokens = _int(usage.get("completion_tokens"))
-    details = usage.get("prompt_tokens_details")
-    server_cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else 0
-    token_lists = [_logprob_tokens(c, logprobs) for c in choices]
-    if all(t is not None for t in token_lists):
-        counts = [len(t[0]) for t in token_lists]  # type: ignore[index]
-        if len(choices) == 1 and completion_tokens:
-            counts = [completion_tokens]  # the usage of one choice is exact
-    else:
-        counts = _split(completion_tokens, [len(c["text"]) for c in choices])
-    out = []
-    for c, k, toks in zip(choices, counts, token_lists, strict=True):
-        reason = _finish_reason(c, asked_stop)
-        comp = Completion(c["text"], reason, prompt_tokens, k, min(server_cached, prompt_tokens))
-        if toks is not None:
-            comp.token_logprobs, comp.top_logprobs = toks[1], toks[2]
-        stop = c.get("stop_reason", c.get("matched_stop"))
-        out.append(OpenAISample(comp, toks[1] if toks else None, toks[0] if toks else None, stop))
-    return _cache_convention(out)
-
-
-def parse_llama_completion(data: Any, where: str) -> list[OpenAISample]:
-    """Turn one answer of llama-server's native ``/completion`` into samples: one object, or a
-    list of them when several choices were asked for (``n_cmpl``)."""
-    items = data if isinstance(data, list) else [data]
-    if not items or not all(isinstance(x, dict) and isinstance(x.get("content"), str)
-                            for x in items):
-        raise ServerError(f"{where}/completion answered without content: {str(data)[:200]}")
-    items = sorted(items, key=lambda x: _int(x.get("index")))
-    out = []
-    for x in items:
-        stop_type = x.get("stop_type")
-        reason = {"word": "stop", "eos": "eos"}.get(str(stop_type), "length")
-        prompt_tokens = _int(x.get("tokens_evaluated"))
-        timings = x.get("timings") if isinstance(x.get("timings"), dict) else {}
-        cached = min(_int(timings.get("cache_n")), prompt_tokens)
-        comp = Completion(x["content"], reason, prompt_tokens, _int(x.get("tokens_predicted")),
-                          cached)
-        probs = x.get("completion_probabilities")
-        tokens = None
-        if isinstance(probs, list):
-            entries = [p for p in probs if isinstance(p, dict)]
-            comp.token_logprobs = [_float(p.get("logprob")) for p in entries]
-            comp.top_logprobs = [sorted((_float(t.get("logprob")) for t in
-                                         p.get("top_logprobs") or [] if isinstance(t, dict)),
-                                        reverse=True) for p in entries]
-            tokens = [str(p.get("token", "")) for p in entries]
-        out.append(OpenAISample(comp, comp.token_logprobs, tokens, x.get("stopping_word")))
-    return _cache_convention(out)
-
-
-def _finish_reason(choice: dict[str, Any], asked_stop: bool) -> str:
-    if choice.get("finish_reason") == "length":
-        return "length"
-    if "stop_reason" in choice:  # vLLM / ttscale: str = a stop string, else the model
-        return "stop" if isinstance(choice["stop_reason"], str) else "eos"
-    if "matched_stop" in choice:  # SGLang: str = a stop string, int = the EOS token
-        return "stop" if isinstance(choice["matched_stop"], str) else "eos"
-    return "stop" if asked_stop else "eos"  # the server does not say (llama-cpp-python)
-
-
-def _logprob_tokens(choice: dict[str, Any], k: int | None
-                    ) -> tuple[list[str], list[float], list[list[float]]] | None:
-    lp = choice.get("logprobs")
-    if not isinstance(lp, dict) or not isinstance(lp.get("tokens"), list):
-        return None
-    values = [_float(x) for x in lp.get("token_logprobs") or []]
-    tops: list[list[float]] = []
-    for entry in lp.get("top_logprobs") or []:
-        vals = sorted((_float(v) for v in entry.values()), reverse=True) \
-            if isinstance(entry, dict) else []
-        tops.append(vals[:k] if k else vals)
-    return [str(t) for t in lp["tokens"]], values, tops
-
-
-def _float(v: Any) -> float:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else float("nan")
-
-
-def _int(v: Any) -> int:
-    return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else 0
-
-
-def _split(total: int, weights: list[int]) -> list[int]:
-    """Split ``total`` into integers proportional to ``weights`` (largest remainder)."""
-    if not weights:
-        return []
-    if len(weights) == 1:
-        return [total]
-    w = [max(x, 1) for x in weights]
-    s = sum(w)
-    raw = [total * x / s for x in w]
-    out = [int(r) for r in raw]
-    order = sorted(range(len(w)), key=lambda i: -(raw[i] - out[i]))
-    for i in order[: total - sum(out)]:
-        out[i] += 1
-    return out

@@ -374,7 +374,7 @@ class _Run:
     max_rounds: int
 
     def solve(self, problem: Any) -> Any:
-        from ttscale.engines.http_pool import ClientError, ServerError
+        from ttscale.net.pool import ClientError, ServerError
         from ttscale.strategies.base import SearchContext, get_strategy
 
         fn = get_strategy(self.strategy)
