@@ -81,6 +81,7 @@ from ttscale.net.discovery import (
     discover_model,
     discover_server,
     guess_parameters,
+    parameters_of,
 )
 from ttscale.net.pool import ClientError, ReplicaPool, ServerError
 from ttscale.types import Completion
@@ -114,7 +115,8 @@ class OpenAIGenerator:
 
     ``base_url``: ``http://host:port/v1`` or a list of replica URLs. ``model``: the served model
     name (``None``: the first model the server lists). ``num_parameters``: for FLOPs (default:
-    what ttscale's own server reports, else a guess from the model name, else 0).
+    what ttscale's own server or llama-server reports, else a guess from the model name, else 0
+    with a warning).
     ``n_mode``: ``auto`` (learn the server's limit on ``n``), ``native`` (trust ``n``; fewer
     choices is an error) or ``single`` (one request per sample).
     ``flavour``: ``auto`` (from ``/v1/models``) or one of :data:`FLAVOURS`.
@@ -196,8 +198,7 @@ class OpenAIGenerator:
             info = await discover_server(self.pool, self._model)
             self._model = info.model
             if self._num_parameters is None:
-                self._num_parameters = (info.num_parameters if info.num_parameters is not None
-                                        else guess_parameters(info.model))
+                self._num_parameters = parameters_of(info)
             if self.flavour == "auto":
                 self.flavour = info.flavour
             if self.context_length is None:

@@ -6,12 +6,14 @@ their first request, and neither should import the other's backend for it.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 
 from ttscale.net.pool import ClientError, ReplicaPool, ServerError
 
-__all__ = ["FLAVOURS", "ServerInfo", "discover_model", "discover_server", "guess_parameters"]
+__all__ = ["FLAVOURS", "ServerInfo", "discover_model", "discover_server", "guess_parameters",
+           "parameters_of", "warn_unknown_size"]
 
 #: server kinds whose wire format differs; "openai" is any other OpenAI-compatible server
 FLAVOURS = ("openai", "vllm", "sglang", "llama-server", "llama-cpp-python")
@@ -58,9 +60,13 @@ async def discover_server(pool: ReplicaPool, model: str | None) -> ServerInfo:
     entry = next((m for m in listing if m.get("id") == model), listing[0] if listing else {})
     info = ServerInfo(model, flavour=_OWNERS.get(str(entry.get("owned_by", "")), "openai"))
     extra = entry.get("ttscale")
-    if isinstance(extra, dict) and isinstance(extra.get("num_parameters"), int):
-        info.num_parameters = int(extra["num_parameters"])
     meta = entry.get("meta") if isinstance(entry.get("meta"), dict) else {}
+    # ttscale's own servers, and llama-server's model metadata
+    for n in (extra.get("num_parameters") if isinstance(extra, dict) else None,
+              meta.get("n_params")):
+        if isinstance(n, int) and not isinstance(n, bool) and n > 0:
+            info.num_parameters = n
+            break
     for ctx in (entry.get("max_model_len"), meta.get("n_ctx"), entry.get("context_length")):
         if isinstance(ctx, int) and not isinstance(ctx, bool) and ctx > 0:
             info.context_length = ctx
@@ -80,14 +86,38 @@ async def discover_server(pool: ReplicaPool, model: str | None) -> ServerInfo:
     return info
 
 
-async def discover_model(pool: ReplicaPool, model: str | None,
-                         num_parameters: int | None) -> tuple[str, int]:
+async def discover_model(pool: ReplicaPool, model: str | None, num_parameters: int | None,
+                         override: str = "policy_params") -> tuple[str, int]:
     """The served model name and its parameter count (``ttscale.num_parameters`` from ttscale's
-    own servers, else a guess from the name, :func:`guess_parameters`)."""
+    own servers, llama-server's ``meta.n_params``, else a guess from the name,
+    :func:`guess_parameters`); a size found nowhere is 0 and warned about once, naming the
+    ``override`` setting that fixes it."""
     if model is not None and num_parameters is not None:
         return model, num_parameters
     info = await discover_server(pool, model)
     if num_parameters is None:
-        num_parameters = (info.num_parameters if info.num_parameters is not None
-                          else guess_parameters(info.model))
+        num_parameters = parameters_of(info, override)
     return info.model, num_parameters
+
+
+def parameters_of(info: ServerInfo, override: str = "policy_params") -> int:
+    """The served model's parameter count for FLOPs; 0 (with a warning) when unknown."""
+    n = info.num_parameters if info.num_parameters is not None else guess_parameters(info.model)
+    if n == 0:
+        warn_unknown_size(info.model, override)
+    return n
+
+
+_log = logging.getLogger("ttscale")
+_warned_sizes: set[tuple[str, str]] = set()
+
+
+def warn_unknown_size(model: str, override: str) -> None:
+    """Warn once per (model, override) that a model's size is unknown, so its FLOPs count 0
+    (a silent 0 makes every FLOPs figure of a run wrong without anyone noticing)."""
+    if (model, override) in _warned_sizes:
+        return
+    _warned_sizes.add((model, override))
+    _log.warning("ttscale: the parameter count of served model %r is unknown (the server does "
+                 "not report it and its name gives no size such as '7B'): its FLOPs count as 0; "
+                 "set %s", model, override)
