@@ -56,7 +56,8 @@ def create_fake_app(flavour: str, *, slots: int = 2, n_ctx: int = 4096,
     def models() -> dict[str, Any]:
         entry: dict[str, Any] = {"id": "fake", "object": "model"}
         if flavour == "llama-server":
-            entry.update(owned_by="llamacpp", meta={"n_ctx": n_ctx, "n_ctx_train": 8192})
+            entry.update(owned_by="llamacpp", meta={"n_ctx": n_ctx, "n_ctx_train": 8192,
+                                                    "n_params": 134515008})
         else:
             entry.update(owned_by=flavour, max_model_len=n_ctx)
         return {"object": "list", "data": [entry]}

@@ -183,3 +183,20 @@ def test_beam_search_stops_a_beam_where_the_context_is_full_instead_of_failing(t
         assert "context" in reasons, reasons
         assert len(result.trace) < 40
         gen.close()
+
+
+def test_the_parameter_count_comes_from_the_server_or_is_warned_about(caplog):
+    with fake_server("llama-server") as (url, _):
+        gen = OpenAIGenerator(url)
+        gen.generate(["x\n"], SamplingParams(max_tokens=4, seed=0))
+        assert gen.num_parameters == 134515008  # llama-server's meta.n_params
+        gen.close()
+    from ttscale.net import discovery
+
+    discovery._warned_sizes.clear()  # warned once per process: earlier tests served "fake" too
+    with fake_server("vllm") as (url, _), caplog.at_level("WARNING", logger="ttscale"):
+        gen = OpenAIGenerator(url)  # served as "fake": no size in the name, none reported
+        gen.generate(["x\n"], SamplingParams(max_tokens=4, seed=0))
+        assert gen.num_parameters == 0
+        assert "'fake' is unknown" in caplog.text and "policy_params" in caplog.text
+        gen.close()
