@@ -18,7 +18,7 @@
 #   (see docs/engines.md for its one-line install).
 #
 # Usage: bash scripts/install_llamacpp.sh     (PYTHON=... picks the interpreter, JOBS=... the
-#        build parallelism; needs cmake and a C++ compiler, ninja if present)
+#        build parallelism; needs a C++ compiler, and cmake (installed from PyPI when absent))
 set -euo pipefail
 
 PY="${PYTHON:-python}"
@@ -30,7 +30,11 @@ JOBS="${JOBS:-$(nproc 2>/dev/null || echo 2)}"
 if [ -x "$BIN" ] && "$BIN" --version >/dev/null 2>&1; then
     echo "llama-server is cached: $BIN"
 else
-    command -v cmake >/dev/null || { echo "cmake is needed to build llama-server" >&2; exit 1; }
+    command -v c++ >/dev/null || { echo "a C++ compiler (c++) is needed to build llama-server" >&2; exit 1; }
+    if ! command -v cmake >/dev/null; then
+        echo "no cmake: installing cmake and ninja from PyPI"
+        "$PY" -m pip install -q "cmake>=3.21,<5" "ninja>=1.11,<2"
+    fi
     WORK="$(mktemp -d)"
     trap 'rm -rf "$WORK"' EXIT
     echo "downloading the llama-cpp-python $VERSION sdist (its vendored llama.cpp sources)..."
