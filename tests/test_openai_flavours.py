@@ -200,3 +200,18 @@ def test_the_parameter_count_comes_from_the_server_or_is_warned_about(caplog):
         assert gen.num_parameters == 0
         assert "'fake' is unknown" in caplog.text and "policy_params" in caplog.text
         gen.close()
+
+
+@pytest.mark.parametrize("message,limit", [
+    ("Field 'n': Value must be between 1 <= value <= 4, but got 8", 4),  # llama-server
+    ("Field 'n_cmpl': Value must be between 1 <= value <= 2, but got 5", 2),
+    ("n=8 exceeds this server's limit of 4", 4),  # ttscale serve-policy
+    ("This model's maximum context length is 4096 tokens. However, you requested 5000 tokens "
+     "(4000 in the messages, 1000 in the completion).", None),  # vLLM: not about n
+    ("the request exceeds the available context size, try increasing it", None),
+])
+def test_only_a_refusal_of_n_teaches_the_limit(message, limit):
+    from ttscale.engines.openai_wire import n_limit
+    from ttscale.net.pool import RequestRefused
+
+    assert n_limit(RequestRefused(message, 400, message), 8) == limit

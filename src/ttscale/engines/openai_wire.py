@@ -53,7 +53,10 @@ class OpenAISample:
     stop_reason: Any = None
 
 
-_N_REFUSAL = re.compile(r"\bn\b|n_cmpl", re.IGNORECASE)
+#: a refusal that names the field n: llama-server "Field 'n': ...", "n=8 exceeds ...",
+#: pydantic-style "body.n" / "n must be ..."
+_N_REFUSAL = re.compile(r"['\"`]n['\"`]|\bn_cmpl\b|\bn\s*=\s*\d|\.n\b|^n\b|\bn must\b",
+                        re.IGNORECASE)
 _N_LIMIT = re.compile(r"(?:<=\s*value\s*<=|limit of|at most|maximum(?: of)?)\s*(\d+)",
                       re.IGNORECASE)
 
@@ -63,7 +66,7 @@ def n_limit(e: Exception, n: int) -> int | None:
     names (llama-server: "Field 'n': Value must be between 1 <= value <= 4"), else 1."""
     text = getattr(e, "detail", None) or str(e)
     status = getattr(e, "status", None)
-    if not _N_REFUSAL.search(text.replace("n_mode", "")) or status not in (None, 400, 422):
+    if not _N_REFUSAL.search(text) or status not in (None, 400, 422):
         return None
     m = _N_LIMIT.search(text)
     limit = int(m.group(1)) if m else 1
