@@ -156,7 +156,7 @@ def test_a_prompt_longer_than_the_context_is_a_problem_error(llama_url):
 
 def test_every_strategy_runs_with_n_above_the_slots_and_costs_per_choice(llama_url, prm, task):
     from ttscale.engines.openai import OpenAIGenerator
-    from ttscale.strategies import SearchContext, get_strategy
+    from ttscale.strategies import SearchContext, get_strategy, own_options
     from ttscale.verifiers.http_prm import HTTPPRM
 
     engine = OpenAIGenerator(llama_url)
@@ -166,8 +166,8 @@ def test_every_strategy_runs_with_n_above_the_slots_and_costs_per_choice(llama_u
         problem = next(iter(task.problems()))
         ctx = SearchContext(task=task, generator=gen, scorer=scorer, seed=1, temperature=0.8,
                             max_step_tokens=16, max_solution_tokens=48, max_rounds=3,
-                            options={"beam_width": 2, "lookahead": 1, "chain_length": 2,
-                                     "search_share": 0.5})
+                            options=own_options(name, {"beam_width": 2, "lookahead": 1,
+                                                       "chain_length": 2, "search_share": 0.5}))
         r = get_strategy(name)(problem, 4, ctx)
         cost = r.cost
         print(f"{name:20s} answer={r.answer!s:8s} gen={cost.generations} "
