@@ -386,14 +386,9 @@ class _Run:
     max_rounds: int
 
     def solve(self, problem: Any) -> Any:
-<<<<<<< HEAD
         from ttscale.net.pool import ClientError, ServerError
-        from ttscale.strategies.base import SearchContext, get_strategy
-=======
-        from ttscale.engines.http_pool import ClientError, ServerError
         from ttscale.strategies.base import SearchContext
         from ttscale.strategies.registry import get_spec
->>>>>>> main
 
         fn = get_spec(self.strategy)
         ctx = SearchContext(task=self.task, generator=self.generator, scorer=self.scorer,
