@@ -83,7 +83,7 @@ def test_n_above_the_slots_is_split_and_tokens_are_counted_per_choice(llama_url)
     params = SamplingParams(n=5, temperature=0.9, max_tokens=24, stop=("\n\n",), seed=4)
     first = gen.generate([PROMPT], params)[0]
     assert gen.flavour == "llama-server" and gen.max_n == SLOTS
-    assert gen.context_length == 2048 // SLOTS
+    assert gen.context_length in (2048 // SLOTS, 2048)  # per slot, or unified KV cache
     assert len(first) == 5 and len({c.text for c in first}) > 1
     for c in first:
         assert "\n\n" not in c.text
@@ -144,13 +144,18 @@ def test_a_prompt_longer_than_the_context_is_a_problem_error(llama_url):
     from ttscale.errors import ProblemError
 
     gen = OpenAIGenerator(llama_url)
-    long = PROMPT + " apples" * 1200
-    with pytest.raises(ProblemError, match="does not fit the context of 1024"):
+    gen.generate([PROMPT], SamplingParams(max_tokens=1, seed=0))
+    ctx = gen.context_length  # per slot: -c / -np
+    assert ctx is not None and ctx <= 2048
+    long = PROMPT + " apples" * (ctx + 100)
+    with pytest.raises(ProblemError, match=f"does not fit the context of {ctx}"):
         gen.generate([long], SamplingParams(max_tokens=8, seed=0))
-    # near the end of the context max_tokens is capped, the request is not refused
-    near = PROMPT + " apples" * (1000 - n_tokens(llama_url, PROMPT))
-    c = gen.generate([near], SamplingParams(max_tokens=200, seed=0))[0][0]
-    assert c.prompt_tokens + c.generated_tokens <= 1024
+    # near the end of the context max_tokens is capped (the request is not refused) and the
+    # completion says the context is full
+    near = PROMPT + " apples" * (ctx - 40 - n_tokens(llama_url, PROMPT))
+    c = gen.generate([near], SamplingParams(max_tokens=200, temperature=0.0, seed=0))[0][0]
+    assert c.prompt_tokens + c.generated_tokens <= ctx
+    assert c.finish_reason in ("context", "eos"), c
     gen.close()
 
 
