@@ -152,7 +152,8 @@ def test_a_prompt_longer_than_the_context_is_a_problem_error(llama_url):
         gen.generate([long], SamplingParams(max_tokens=8, seed=0))
     # near the end of the context max_tokens is capped (the request is not refused) and the
     # completion says the context is full
-    near = PROMPT + " apples" * (ctx - 40 - n_tokens(llama_url, PROMPT))
+    per = n_tokens(llama_url, " apples" * 10) / 10
+    near = PROMPT + " apples" * int((ctx - 40 - n_tokens(llama_url, PROMPT)) / per)
     c = gen.generate([near], SamplingParams(max_tokens=200, temperature=0.0, seed=0))[0][0]
     assert c.prompt_tokens + c.generated_tokens <= ctx
     assert c.finish_reason in ("context", "eos"), c
