@@ -27,8 +27,8 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-__all__ = ["Extraction", "extract_answer", "extract_response", "extract_with_source",
-           "find_boxed", "find_boxes", "last_number"]
+__all__ = ["Extraction", "boxed_answer", "extract_answer", "extract_response",
+           "extract_responses", "extract_with_source", "find_boxed", "find_boxes", "last_number"]
 
 # "\boxed" or "\fbox" not followed by a letter (so "\boxedx" is not a box), then optional spaces;
 # or an escaped brace "\{" (a literal, not a group: skipped); or a single brace. No nested
@@ -136,6 +136,12 @@ def _box_group(text: str) -> tuple[int, str] | None:
         parts.append(text[a:b].strip())
         start = prev_start
     return start, ", ".join(reversed(parts))
+
+
+def boxed_answer(text: str) -> str | None:
+    """The last box with the boxes of the same multi-part answer before it (``"2, 3"``)."""
+    group = _box_group(text)
+    return group[1] if group else None
 
 
 def _spans(text: str) -> list[tuple[int, int, str]]:
