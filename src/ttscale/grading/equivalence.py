@@ -80,6 +80,7 @@ def _check_types(pred: object, gold: object) -> None:
 _WORDS = re.compile(r"[A-Za-z][A-Za-z' -]*")
 _CHOICE = re.compile(r"\(?([A-E])\)?")
 _CHOICE_LEAD = re.compile(r"(?:\(([A-E])\)|([A-E])[.):])\s*\S")
+_BARE_PERCENT = re.compile(r"(?<!\\)%")
 _DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+")
 _PLAIN_FRACTION = re.compile(r"[+-]?(?:\\frac\{(\d+)\}\{(\d+)\}|(\d+)/(\d+))")
 
@@ -206,7 +207,7 @@ def _fast(pred: str | None, gold: str, opts: GradeOptions) -> tuple[bool, str] |
 
 def _for_parser(s: str, opts: GradeOptions) -> str:
     """What math-verify gets: the cleaned answer; a bare list as a tuple when order counts."""
-    s = clean_answer(s)
+    s = _BARE_PERCENT.sub(r"\\%", clean_answer(s))  # a bare "%" starts a LaTeX comment
     if opts.ordered_lists and "," in s and not s.startswith(("(", "[", "\\{", "\\left")):
         depth = 0
         top_comma = False

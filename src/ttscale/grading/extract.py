@@ -64,7 +64,7 @@ _NUMBER_LIST = re.compile(rf"(?<![A-Za-z0-9_.\\]){_NUM}(?:(?:\s*,\s*|\s+and\s+){
 _MIXED = re.compile(r"-?\d+ \d+/\d+")
 _SENTENCE_END = re.compile(r"\.(?:\s|$)|\bI hope\b|<\|")
 _LEADING_NUMBER = re.compile(rf"({_NUM})\s+[A-Za-z][A-Za-z ]*$")
-_STRONG = ("boxed", "clause", "testbed", "gsm8k")
+_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
 
 
 class Extraction(NamedTuple):
@@ -193,10 +193,10 @@ def _reduce(rest: str, depth: int = 0) -> str | None:
     if m:  # "12 apples"
         return m.group(1)
     line = line.replace("\x00", "\\$")
-    if len(line) <= 80:
+    if len(line) <= 80 and len(_WORD.findall(line)) < 3:  # "Evelyn", "x = 5", "(B) 12"
         return line
-    found = _last_number(line)
-    return found[1] if found else None
+    found = _last_number(line)  # prose: "Jane started it 3 hours ago"
+    return found[1] if found else (line if len(line) <= 80 else None)
 
 
 def _clauses(text: str) -> list[tuple[int, str]]:

@@ -35,7 +35,8 @@ _FRAC_SHORT = re.compile(r"\\frac(\d)(\d)")
 # of 1-3 digits not led by 0, exactly three digits after every comma
 _THOUSANDS = re.compile(r"[+-]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?")
 _SPACED_COMMA = re.compile(r"\s,|,\s|,\\[ ,;:]|,~")
-_MIXED_NUMBER = re.compile(r"([+-]?)(\d{1,9})\s+(\d{1,9})/(\d{1,9})")
+_MIXED_NUMBER = re.compile(r"([+-]?)(\d{1,9})(?:\s+(\d{1,9})/(\d{1,9})"
+                           r"|\s*\\[dt]?frac\s*\{(\d{1,9})\}\s*\{(\d{1,9})\})")
 _SQRT_UNBRACED = re.compile(r"\\sqrt\s*(\[[^\]{}]{1,10}\])?\s*([0-9A-Za-z]|\\[A-Za-z]+)")
 _TRAILING_BREAKS = re.compile(r"(?:\s|\\\\|\\newline(?![A-Za-z])|\\(?![A-Za-z{}$%&_#,;:! ]))+$")
 _TEXT_UNIT = re.compile(r"\\(?:text|textnormal|textrm|mbox|mathrm|textbf|textit)\s*\{\s*"
@@ -122,7 +123,8 @@ def clean_answer(s: str) -> str:
 
     Strips ``$`` delimiters, trailing backslashes and line-break tokens (a trailing ``\\``
     would escape the ``\\boxed{...}`` wrapper's closing brace), units, braces an unbraced
-    ``\\sqrt[n]X`` argument, and reads a mixed number ``7 3/4`` (exactly that shape) as 31/4.
+    ``\\sqrt[n]X`` argument, and reads a mixed number ``7 3/4`` or ``7\\frac{3}{4}`` (exactly that
+    shape, proper fraction) as 31/4.
     """
     s = s.strip()
     if len(s) > MAX_CHARS:
@@ -135,8 +137,9 @@ def clean_answer(s: str) -> str:
         s = _SQRT_UNBRACED.sub(lambda m: f"\\sqrt{m.group(1) or ''}{{{m.group(2)}}}", s)
     m = _MIXED_NUMBER.fullmatch(s)
     if m:
-        whole, num, den = int(m.group(2)), int(m.group(3)), int(m.group(4))
-        if den:
+        whole = int(m.group(2))
+        num, den = int(m.group(3) or m.group(5)), int(m.group(4) or m.group(6))
+        if 0 < num < den or (m.group(3) and den):  # "918\frac{1}{2}"; "7 3/4"
             s = f"{m.group(1)}{whole * den + num}/{den}"
     return s
 
