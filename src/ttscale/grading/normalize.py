@@ -46,8 +46,9 @@ _UNIT_WORDS = (
     "m|meters?|metres?|km|kilometers?|kilometres?|inch(?:es)?|in|feet|foot|ft|yards?|yd|"
     "miles?|mi|mph|km/h|degrees?|deg|dollars?|cents?|euros?|pounds?|lbs?|ounces?|oz|"
     "hours?|hrs?|h|minutes?|mins?|seconds?|secs?|s|days?|weeks?|months?|years?|"
-    "kg|kilograms?|g|grams?|mg|liters?|litres?|l|ml|gallons?|gal|percent|pct|%"
+    "kg|kilograms?|g|grams?|mg|liters?|litres?|l|ml|gallons?|gal"
 )
+_PERCENT_WORD = re.compile(r"(?<=[0-9}$])\s*(?:percentage|percent|pct)\.?$", re.IGNORECASE)
 _PLAIN_UNIT = re.compile(rf"(?<=[0-9}}).$])\s*(?:sq\.?\s*|square\s+|cubic\s+)?(?:{_UNIT_WORDS})"
                          r"(?:\s*\^\s*\{?[23]\}?|[²³])?\.?$", re.IGNORECASE)
 _INTEGER = re.compile(r"([+-]?)0*(\d+)")
@@ -108,6 +109,7 @@ def strip_units(s: str) -> str:
     A ``\\text{...}`` unit goes when something with a digit stays; a plain unit word only after
     a number (``x m`` keeps its ``m``: there it may be a variable).
     """
+    s = _PERCENT_WORD.sub("\\\\%", s)  # a percentage stays one: 28 percent = 28\\%
     for _ in range(2):
         m = _TEXT_UNIT.search(s)
         if m and any(ch.isdigit() for ch in s[:m.start()]):
