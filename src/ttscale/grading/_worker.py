@@ -100,9 +100,11 @@ def main() -> None:
         parsed = parse(boxed, parsing_timeout=None)
         if usable(parsed):
             return parsed
-        # the wrapper changed what the parser reads and gave nothing usable: the plain parse
+        # the wrapper changed what the parser reads and gave nothing usable: the plain parse,
+        # but only where it read (nearly) the whole answer, not a number out of prose or code
         plain = parse(s, parsing_timeout=None)
-        return plain if usable(plain) else (parsed or plain)
+        read = max((len(x) for x in plain if isinstance(x, str)), default=0)
+        return plain if usable(plain) and read >= 0.6 * len(s) else parsed
 
     def extract(text: str) -> str | None:
         parsed = parse(text, parsing_timeout=None)
