@@ -77,7 +77,7 @@ def _check_types(pred: object, gold: object) -> None:
         raise TypeError(f"gold must be a str, got {type(gold).__name__}")
 
 
-_WORDS = re.compile(r"[A-Za-z][A-Za-z' -]*")
+_WORDS = re.compile(r"[A-Za-z][A-Za-z' -]*[A-Za-z]")  # two letters at least: "x" is a variable
 _CHOICE = re.compile(r"\(?([A-E])\)?")
 _CHOICE_LEAD = re.compile(r"(?:\(([A-E])\)|([A-E])[.):])\s*\S")
 _BARE_PERCENT = re.compile(r"(?<!\\)%")
@@ -149,11 +149,41 @@ def _bare_list(s: str) -> list[str] | None:
     return items if all(items) else None
 
 
+_OPENERS = {"\\{": "\\}", "(": ")", "[": "]"}
+
+
+def _bracketed(s: str) -> tuple[str, list[str]] | None:
+    """``\\{1,2\\}`` / ``(1,2)`` / ``[1,2)`` (normalised) -> (brackets, items); plain items only."""
+    for op in _OPENERS:
+        if s.startswith(op):
+            close = s[-2:] if s.endswith("\\}") else s[-1:]
+            inner = s[len(op):len(s) - len(close)]
+            if close not in ("\\}", ")", "]") or (op == "\\{") != (close == "\\}"):
+                return None
+            items = inner.split(",")
+            if any(ch in inner for ch in "()[]{}\\") or not all(items):
+                return None
+            return op + close, items
+    return None
+
+
 def _lists(p: str, g: str, opts: GradeOptions) -> tuple[bool, str] | None:
-    """Two bare lists of plain numbers: compared as sets (or in order), decided here."""
+    """Two lists of plain numbers, bare or in the same brackets: decided here. Bare lists and
+    ``\\{...\\}`` compare as sets (bare ones in order with ``ordered_lists``), tuples and
+    intervals in order."""
     pl, gl = _bare_list(p), _bare_list(g)
     if pl is None or gl is None:
-        return None
+        pb, gb = _bracketed(p), _bracketed(g)
+        if pb is None or gb is None or pb[0] != gb[0]:
+            return None
+        pv, gv = [as_number(x) for x in pb[1]], [as_number(x) for x in gb[1]]
+        if any(x is None for x in pv) or any(x is None for x in gv):
+            return None
+        pvals = [x.value for x in pv if x is not None]
+        gvals = [x.value for x in gv if x is not None]
+        if pb[0] == "\\{\\}":
+            return set(pvals) == set(gvals), "numeric-list"
+        return pvals == gvals, "numeric-list"
     pv, gv = [as_number(x) for x in pl], [as_number(x) for x in gl]
     if any(x is None for x in pv) or any(x is None for x in gv):
         return None

@@ -34,6 +34,7 @@ _FRAC_SHORT = re.compile(r"\\frac(\d)(\d)")
 # a thousands separator: no space around the comma (checked on the unspaced text), a first group
 # of 1-3 digits not led by 0, exactly three digits after every comma
 _THOUSANDS = re.compile(r"[+-]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?")
+_NEG_SPACE = re.compile(r"\s*\\!\s*")
 _SPACED_COMMA = re.compile(r"\s,|,\s|,\\[ ,;:]|,~")
 _MIXED_NUMBER = re.compile(r"([+-]?)(\d{1,9})(?:\s+(\d{1,9})/(\d{1,9})"
                            r"|\s*\\[dt]?frac\s*\{(\d{1,9})\}\s*\{(\d{1,9})\})")
@@ -158,7 +159,7 @@ def normalize_answer(s: str) -> str:
     if len(s) > MAX_CHARS:
         return s
     s = s.replace("\\$", "").replace("$", "").replace("\u2212", "-")  # U+2212 minus sign
-    s = s.replace("\\!", "").replace("{,}", ",")
+    s = _NEG_SPACE.sub("", s).replace("{,}", ",")  # "11,\\! 111": source spaces, not gaps
     spaced_comma = bool(_SPACED_COMMA.search(s))
     s = _SPACES.sub("", s)
     s = _unwrap_box(s)
