@@ -97,3 +97,32 @@ def test_run_and_grade_extract_with_one_function(tmp_path, sandbox):
     for text in texts:
         got = grade_records([json.dumps({"response": text, "gold": "0"})], sandbox=sandbox)
         assert task.extract_answer(text) == extract_response(text) == got[0]["pred"]
+
+
+def test_grade_cli_takes_responses_and_policy_options(capsys, tmp_path):
+    from cli_helpers import run_cli
+
+    src = write_lines(tmp_path / "in.jsonl", [json.dumps(r) for r in [
+        {"response": "The roots are $\\boxed{3}$ and $\\boxed{1}$.", "gold": "1, 3", "id": "a"},
+        {"pred": "\\frac{2}{4}", "gold_solution": "So it is $\\boxed{\\frac12}$.", "id": "b"},
+    ]])
+    code, stdout, err = run_cli(capsys, ["grade", "--in", str(src)])
+    assert code == 0, err
+    lines = [json.loads(line) for line in stdout.splitlines()]
+    assert [(x["id"], x["pred"], x["gold"], x["equal"]) for x in lines] == [
+        ("a", "3, 1", "1, 3", True), ("b", "\\frac{2}{4}", "\\frac12", True)]
+    code, stdout, err = run_cli(capsys, ["grade", "--in", str(src), "--ordered-lists",
+                                         "--require-reduced"])
+    assert code == 0, err
+    assert [json.loads(line)["equal"] for line in stdout.splitlines()] == [False, False]
+    code, _, err = run_cli(capsys, ["grade", "--in", str(src), "--rel-tol", "2"])
+    assert code != 0 and "rel_tol" in err
+
+
+def test_bracketed_lists_of_plain_numbers_are_decided_in_process():
+    from ttscale.grading import grade
+
+    assert grade("\\{3,1,2\\}", "\\{1, 2, 3\\}").reason == "numeric-list"
+    assert grade("\\{3,1,2\\}", "\\{1, 2, 3\\}").equal
+    assert grade("(1, 2)", "(2, 1)").equal is False                 # tuples keep their order
+    assert grade("(0.5, 2)", "(1/2, 2)").equal
