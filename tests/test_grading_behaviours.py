@@ -217,3 +217,12 @@ def test_pool_splits_a_batch_and_bounds_each_check():
     assert all(r.equal for r in results[:-1])
     assert (results[-1].equal, results[-1].reason) == (False, "timeout")
     assert results[-1].seconds < 2.0 + 5.0
+
+
+@pytest.mark.parametrize("pred, gold", [
+    ("$\\boxed{28}$ pct", "28\\%"),                                 # a box left in an answer
+    ("x \\in \\boxed{[0, 7)}.$", "[0,7)"),
+    ("3", "so the count is \\boxed{3}."),                          # a gold that is a solution
+])
+def test_answers_still_holding_boxes_are_graded_on_their_boxes(sandbox, pred, gold):
+    assert grade(pred, gold, sandbox=sandbox).equal is True

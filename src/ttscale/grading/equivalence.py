@@ -23,6 +23,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from typing import Any
 
+from ttscale.grading.extract import boxed_answer
 from ttscale.grading.normalize import (
     MAX_CHARS,
     Number,
@@ -235,6 +236,13 @@ def _fast(pred: str | None, gold: str, opts: GradeOptions) -> tuple[bool, str] |
     return None
 
 
+def _unbox(s: str) -> str:
+    """An answer that still holds boxes (``x \\in \\boxed{[0,1)}.``) is its boxed part."""
+    if len(s) <= MAX_CHARS and ("\\boxed" in s or "\\fbox" in s):
+        return boxed_answer(s) or s
+    return s
+
+
 def _for_parser(s: str, opts: GradeOptions) -> str:
     """What math-verify gets: the cleaned answer; a bare list as a tuple when order counts."""
     s = _BARE_PERCENT.sub(r"\\%", clean_answer(s))  # a bare "%" starts a LaTeX comment
@@ -266,6 +274,7 @@ def grade_many(pairs: list[tuple[str | None, str]], timeout_s: float = 5.0,
     for i, (pred, gold) in enumerate(pairs):
         _check_types(pred, gold)
         t0 = time.perf_counter()
+        pred, gold = (_unbox(pred) if pred else pred), _unbox(gold)
         fast = _fast(pred, gold, opts)
         if fast is None:
             assert pred is not None
