@@ -68,8 +68,9 @@ _WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
 
 
 class Extraction(NamedTuple):
-    """An extracted answer and where it came from (``boxed``, ``clause``, ``testbed``,
-    ``gsm8k``, ``math-span``, ``number``, ``list``; ``None`` when nothing was found)."""
+    """An extracted answer and where it came from (``boxed``, ``clause`` (a final-answer
+    clause, an ``Answer:`` or testbed ``A:`` line), ``gsm8k``, ``math-span``, ``number``,
+    ``list``; ``None`` when nothing was found)."""
 
     answer: str | None
     source: str | None
