@@ -126,7 +126,7 @@ def revision_verifier_ablation(models: Path, revision_orm: Path, orm: Path | Non
     problems = task.problems()
     for i, p in enumerate(problems):
         pctx = ctx.fresh()
-        res = revisions(p, budget, pctx)
+        res = get_spec("revisions")(p, budget, pctx)
         attempts = res.candidates
         chains: dict[int, list] = defaultdict(list)
         for a in attempts:
