@@ -96,11 +96,8 @@ def revision_verifier_ablation(models: Path, revision_orm: Path, orm: Path | Non
     replace the shipped models in tests."""
     from ttscale.strategies.base import SearchContext
     from ttscale.strategies.common import majority_vote, weighted_vote
-    from ttscale.strategies.revisions import (
-        hierarchical_verifier,
-        revisions,
-        score_attempts,
-    )
+    from ttscale.strategies.registry import get_spec
+    from ttscale.strategies.revisions import hierarchical_verifier, score_attempts
     from ttscale.testbed.data import SOLUTION_TOKENS
 
     if verifiers is None:
