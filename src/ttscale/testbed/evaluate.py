@@ -128,6 +128,7 @@ def evaluate_testbed(models: Path, n_questions: int = 500, pool: int = 64,
     from ttscale.engines.hf import HFGenerator
     from ttscale.verifiers.hf_prm import TokenClassificationPRM
 
+    budgets = tuple(b for b in budgets if b <= pool)  # a pool of P samples has curves to P
     task = TestbedTask("test", n=n_questions, seed=seed)
     gen = HFGenerator.from_pretrained(models / "policy-small")
     scorer = TokenClassificationPRM.from_pretrained(prm or models / "prm")
