@@ -235,7 +235,7 @@ def test_ttscale_run_compute_optimal_on_real_tiny_models(tmp_path, capsys, tiny_
 def test_run_key_follows_the_policy_table_content(tmp_path):
     """A rewritten table at the same path must not resume results chosen by the old one."""
     from ttscale.config import RunConfig
-    from ttscale.runner import run_key
+    from ttscale.session import run_key
 
     table = tmp_path / "policy.json"
     table.write_text('{"v": 1}')

@@ -461,7 +461,7 @@ def test_partial_store_is_completed_and_a_finished_sweep_loads_no_model(tmp_path
 
 
 def test_revision_curves_get_the_revision_model_and_only_they_key_it(tmp_path):
-    from ttscale.runner import run_key
+    from ttscale.session import run_key
 
     cfg, plan = _config(tmp_path, strategies="majority,beam-m4,revisions-par,revisions-seq",
                         budgets="1,4", limit=4)

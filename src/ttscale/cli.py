@@ -114,6 +114,9 @@ def run_cmd(
     device: Annotated[str | None, typer.Option("--device", help="cpu, cuda, ...")] = None,
     progress: Annotated[bool, typer.Option(
         "--progress/--no-progress", help="Progress bar on stderr.")] = True,
+    retry_failed: Annotated[bool, typer.Option(
+        "--retry-failed", help="Solve again the problems a previous run stored as failed "
+        "(a refused request, a context overflow); without it they stay failed.")] = False,
 ) -> None:
     """Run a search strategy at a budget over a task; grade, store and summarise."""
     from ttscale.config import build_config
@@ -131,9 +134,9 @@ def run_cmd(
             from contextlib import redirect_stdout
 
             with redirect_stdout(sys.stderr):
-                summary = run(cfg, progress=progress)
+                summary = run(cfg, progress=progress, retry_failed=retry_failed)
         else:
-            summary = run(cfg, progress=progress)
+            summary = run(cfg, progress=progress, retry_failed=retry_failed)
     except KeyboardInterrupt:
         _err(f"interrupted; finished problems are stored in {cfg.out}, rerun the same command "
              "to resume")
@@ -155,6 +158,7 @@ def _print_summary(s: Any) -> None:
     rows = [
         ("accuracy", f"{s.accuracy:.3f} ({s.n_correct}/{s.n_problems})"),
         ("problems (resumed / computed)", f"{s.n_problems} ({s.resumed} / {s.computed})"),
+        ("failed (counted wrong; --retry-failed)", f"{s.n_failed}"),
         ("generations", f"{c['generations']:,}"),
         ("generated tokens", f"{c['generated_tokens']:,}"),
         ("prompt tokens (cached)", f"{c['prompt_tokens']:,} ({c['prompt_tokens_cached']:,})"),

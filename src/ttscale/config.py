@@ -10,12 +10,16 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 PRM_KINDS = ("token-classification", "qwen-prm", "orm")
+
+
+if TYPE_CHECKING:
+    from ttscale.strategies.base import SearchSettings
 
 
 class ConfigError(ValueError):
@@ -77,6 +81,13 @@ class RunConfig(BaseModel):
             raise ValueError("expected a number, got a boolean")
         return v
 
+
+    def search_settings(self) -> SearchSettings:
+        """The frozen sampling/search settings of this run (what ``SearchContext`` holds)."""
+        from ttscale.strategies.base import SearchSettings
+
+        return SearchSettings(self.seed, self.temperature, self.top_p, self.max_step_tokens,
+                              self.max_solution_tokens, self.max_rounds)
 
     @field_validator("shard")
     @classmethod

@@ -148,11 +148,13 @@ def sample_large(data: Any, large: str | None, *, generator: Any = None, progres
     from ttscale.analysis.progress import SweepProgress
     from ttscale.analysis.sweep import Parts, execute
     from ttscale.config import RunConfig
-    from ttscale.runner import build_task, resolve_policy, select_problems
+    from ttscale.session import build_task, resolve_policy, select_problems
     from ttscale.store.sqlite import Store
+    from ttscale.strategies.registry import own_options
 
     base = dict(data.summary["config"])
     base.update(strategy="majority", budget=1, temperature=0.0, out=str(data.out),
+                options=own_options("majority", base.get("options") or {}),
                 policy=large if large is not None else "testbed:policy-large")
     if device is not None:
         base["device"] = device
