@@ -14,8 +14,8 @@ import pytest
 from fakes import FakeGenerator, FakeScorer
 
 from ttscale.cli import main
-from ttscale.optimal.policy_table import save_table, validate_table
 from ttscale.strategies import SearchContext, get_strategy
+from ttscale.strategies.policy_table import save_table, validate_table
 from ttscale.tasks import testbed
 from ttscale.verifiers.base import StepScores
 

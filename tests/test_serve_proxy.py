@@ -219,7 +219,7 @@ def test_a_verifier_strategy_without_a_verifier_is_a_400(upstream):
 
 
 def test_the_default_is_the_compute_optimal_policy_table(upstream, tmp_path):
-    from ttscale.optimal.policy_table import save_table, validate_table
+    from ttscale.strategies.policy_table import save_table, validate_table
 
     pol, prm = upstream
     entry = {"strategy": "beam", "options": {"beam_width": 2}}

@@ -9,10 +9,9 @@ flags exit 2, bad input or a failing run exit 1, Ctrl-C exits 130. Set ``TTSCALE
 the traceback of an unexpected error.
 
 Other verbs (testbed, label, train, demo, sweep, flips, optimal, report, serve) live in the
-modules that implement them and are listed in ``VERB_MODULES`` below: each such module either
-defines ``register(app: typer.Typer) -> None`` (preferred; call ``app.command(...)`` or
-``app.add_typer(sub_app, name=...)`` in it) or decorates ``ttscale.cli.app`` directly when
-imported. Keep those modules import-light too.
+modules that implement them, imported statically at the end of this file: each defines
+``register(app: typer.Typer) -> None`` (calling ``app.command(...)`` or
+``app.add_typer(sub_app, name=...)``). Keep those modules import-light too.
 """
 
 from __future__ import annotations
@@ -25,17 +24,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-
-#: modules that add more verbs to ``app`` (skipped while a module does not exist yet)
-VERB_MODULES: tuple[str, ...] = (
-    "ttscale.testbed.cli",   # ttscale testbed ...
-    "ttscale.train.cli",     # ttscale label, ttscale train ...
-    "ttscale.analysis.cli",  # ttscale sweep, ttscale flips
-    "ttscale.optimal.cli",   # ttscale optimal
-    "ttscale.report.cli",    # ttscale report
-    "ttscale.serve.cli",     # ttscale serve
-    "ttscale.demo",          # ttscale demo
-)
 
 
 class TTScaleApp(typer.Typer):
@@ -339,16 +327,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _register_verbs() -> None:
-    for name in VERB_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name == name or name.startswith(f"{e.name}."):  # module not written yet
-                continue
-            raise
-        register = getattr(module, "register", None)
-        if callable(register):
-            register(app)
+    from ttscale import demo  # ttscale demo
+    from ttscale.analysis import cli as analysis_cli  # ttscale sweep, ttscale flips
+    from ttscale.optimal import cli as optimal_cli  # ttscale optimal
+    from ttscale.report import cli as report_cli  # ttscale report
+    from ttscale.serve import cli as serve_cli  # ttscale serve
+    from ttscale.testbed import cli as testbed_cli  # ttscale testbed ...
+    from ttscale.train import cli as train_cli  # ttscale label, ttscale train ...
+
+    for module in (testbed_cli, train_cli, analysis_cli, optimal_cli, report_cli, serve_cli,
+                   demo):
+        module.register(app)
 
 
 _register_verbs()

@@ -15,9 +15,6 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-PRM_KINDS = ("token-classification", "qwen-prm", "orm")
-
-
 if TYPE_CHECKING:
     from ttscale.strategies.base import SearchSettings
 

@@ -33,9 +33,9 @@ from typing import Any
 
 from ttscale.config import RunConfig
 from ttscale.errors import ProblemError
+from ttscale.shipped import resolve_model
 from ttscale.strategies.base import SearchContext, SearchSettings, StrategyOptions, StrategySpec
 from ttscale.strategies.registry import get_spec
-from ttscale.testbed.paths import resolve_model
 from ttscale.types import Cost, Problem, Result
 
 #: bump when what a run computes or how runs are keyed changes, so old stored results are not

@@ -75,7 +75,7 @@ COST_KEYS = (
 
 @dataclass
 class Cost:
-    """Everything a strategy spent (contract keys, see DESIGN.md).
+    """Everything a strategy spent (contract keys: the README's "Cost accounting").
 
     FLOPs are 2 x parameters x tokens actually processed; prompt tokens served from a cache are
     reported in ``*_cached`` and excluded from FLOPs.

@@ -43,8 +43,8 @@ def pretraining_flops(n_params: float, tokens: float) -> float:
 
 
 def inference_flops(n_params: float, tokens: float) -> float:
-    """``2 N D``: one forward pass per processed token."""
-    return 2.0 * n_params * tokens
+    """``2 N D``: one forward pass per processed token (``Cost.flops``)."""
+    return Cost.flops(n_params, tokens)
 
 
 def token_multiplier(m: float, r: float) -> float:

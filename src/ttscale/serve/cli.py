@@ -136,7 +136,7 @@ def build_policy(upstream: list[str] | None, model: str | None, key: str | None,
         return OpenAIGenerator(upstream, model, api_key=key)
     from ttscale.engines.hf import HFGenerator
     from ttscale.serve.proxy import Serialized
-    from ttscale.testbed.paths import resolve_model
+    from ttscale.shipped import resolve_model
 
     return Serialized(HFGenerator.from_pretrained(resolve_model(policy, "policy-small"),
                                                   device=device))
@@ -156,7 +156,7 @@ def build_reviser(revision: str | None, upstream: list[str] | None, model: str |
 
         return OpenAIGenerator(upstream, revision, api_key=key)
     from ttscale.serve.proxy import Serialized
-    from ttscale.testbed.paths import resolve_model
+    from ttscale.shipped import resolve_model
 
     path = resolve_model(revision, "revision")
 
@@ -177,7 +177,7 @@ def build_prm(spec: str | None, kind: str, step_delimiter: str, device: str) -> 
 
         return HTTPPRM.for_kind(spec, kind, step_delimiter)
     from ttscale.serve.proxy import Serialized
-    from ttscale.testbed.paths import resolve_model
+    from ttscale.shipped import resolve_model
     from ttscale.verifiers import load_verifier
 
     kwargs: dict[str, Any] = {"device": device}
@@ -206,7 +206,7 @@ def serve_prm_cmd(
 ) -> None:
     """Serve a transformers PRM under vLLM's pooling API (POST /pooling)."""
     from ttscale.serve.prm_server import PRMServerConfig, create_prm_app
-    from ttscale.testbed.paths import resolve_model
+    from ttscale.shipped import resolve_model
     from ttscale.verifiers import load_verifier
 
     if kind not in ("token-classification", "qwen-prm"):
@@ -245,7 +245,7 @@ def serve_policy_cmd(
 
     from ttscale.engines.hf import HFGenerator
     from ttscale.serve.policy_server import PolicyServerConfig, create_policy_app
-    from ttscale.testbed.paths import resolve_model
+    from ttscale.shipped import resolve_model
 
     if emulate not in ("vllm", "llamacpp"):
         raise ValueError(f"--emulate must be vllm or llamacpp, got {emulate!r}")

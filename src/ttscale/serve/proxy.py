@@ -282,7 +282,7 @@ def create_proxy_app(generator: Any, scorer: Any, task: ProxyTask,
     default_strategy, default_options = cfg.default_strategy, dict(cfg.options)
     if cfg.policy_table:
         if COMPUTE_OPTIMAL in known:
-            from ttscale.optimal.policy_table import load_table
+            from ttscale.strategies.policy_table import load_table
 
             load_table(cfg.policy_table)  # a bad table fails now, not on the first request
             default_strategy = COMPUTE_OPTIMAL

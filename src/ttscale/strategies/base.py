@@ -225,8 +225,8 @@ class SearchContext:
         self.cost.generated_tokens += gen_tokens
         self.cost.prompt_tokens += prompt_tokens
         self.cost.prompt_tokens_cached += cached
-        self.cost.policy_flops += 2.0 * generator.num_parameters * (
-            prompt_tokens - cached + gen_tokens)
+        self.cost.policy_flops += Cost.flops(generator.num_parameters,
+                                             prompt_tokens - cached + gen_tokens)
         if count_generations:
             self.cost.generations += sum(len(c) for c in out)
         return out
@@ -243,7 +243,8 @@ class SearchContext:
         self.scorer_s += time.perf_counter() - t0
         self.cost.prm_tokens += res.tokens
         self.cost.prm_tokens_cached += res.tokens_cached
-        self.cost.prm_flops += 2.0 * self.scorer.num_parameters * (res.tokens - res.tokens_cached)
+        self.cost.prm_flops += Cost.flops(self.scorer.num_parameters,
+                                          res.tokens - res.tokens_cached)
         return res.scores
 
 
