@@ -48,6 +48,7 @@ from ttscale.session import (
     Models,
     build_task,
     grade_answer,
+    is_failed,
     resolve_policy,
     resolve_prm,
     resolve_revision,
@@ -216,7 +217,10 @@ def summarize(base: RunConfig, plan: SweepPlan, problems: Sequence[Problem], tas
     pools: dict[str, list[PoolSample]] = {}
     pool_cost: dict[str, Cost] = {}
     for r in pool_rows:
-        pools[r.problem_id] = pool_samples(r.candidates, how, _grader(gold[r.problem_id]))
+        if is_failed(r.meta):  # failed on its own: no samples, every budget counts it wrong
+            pools[r.problem_id] = [PoolSample(None, False, 0.0)] * plan.pool_size
+        else:
+            pools[r.problem_id] = pool_samples(r.candidates, how, _grader(gold[r.problem_id]))
         pool_cost[r.problem_id] = r.cost
     for pid, pool in pools.items():
         if len(pool) < plan.pool_size:

@@ -198,11 +198,8 @@ def compute_optimal(problem: Problem, budget: int, ctx: SearchContext) -> Result
         gen = _ReuseGenerator(ctx.generator, probe, problem.prompt,
                               derive_seed(ctx, problem, "compute-optimal", "rest"))
         scorer = _ReuseScorer(ctx.scorer, probe, problem.prompt)
-    sub = SearchContext(task=ctx.task, generator=gen, scorer=scorer, seed=ctx.seed,
-                        temperature=ctx.temperature, top_p=ctx.top_p,
-                        max_step_tokens=ctx.max_step_tokens,
-                        max_solution_tokens=ctx.max_solution_tokens, max_rounds=ctx.max_rounds,
-                        options=dict(entry.options), reviser=ctx.reviser)
+    sub = SearchContext.from_settings(ctx.task, gen, ctx.settings, scorer=scorer,
+                                      reviser=ctx.reviser, options=dict(entry.options))
     result = strategy(problem, b, sub)
 
     reused = gen.reused if reusing else []
