@@ -221,8 +221,9 @@ def grade_cmd(
         "--out", help="Write graded lines here (default: stdout).")] = None,
     json_out: Annotated[bool, typer.Option(
         "--json", help="Summary as one JSON object (stdout with --out, else stderr).")] = False,
-    timeout: Annotated[float, typer.Option(
-        "--timeout", help="Seconds per math-verify check (killed after).")] = 5.0,
+    timeout: Annotated[float | None, typer.Option(
+        "--timeout", help="Seconds per math-verify check (killed after); default 3.5, "
+        "with 1.5 s for extracting a response, so one line stays under 5 s.")] = None,
     ordered_lists: Annotated[bool, typer.Option(
         "--ordered-lists", help="Compare bare comma lists in order (default: as sets).")] = False,
     require_reduced: Annotated[bool, typer.Option(
@@ -250,7 +251,8 @@ def grade_cmd(
     options = GradeOptions(ordered_lists=ordered_lists, require_reduced=require_reduced,
                            rel_tol=rel_tol, accept_rounded=accept_rounded,
                            choice_letters=not no_choice_letters)
-    records = grade_file(in_path, out, timeout_s=timeout, options=options)
+    limits = {} if timeout is None else {"timeout_s": timeout}
+    records = grade_file(in_path, out, options=options, **limits)
     if out is None:
         for rec in records:
             sys.stdout.write(json.dumps(rec, ensure_ascii=False) + "\n")
