@@ -11,4 +11,6 @@ from __future__ import annotations
 
 
 class ProblemError(RuntimeError):
-    """This problem failed on its own; the run goes on (see the module docstring)."""
+    """An error about one problem, not the engine: e.g. a server refused this one request (its
+    prompt overflows the model's context). The run stores it as that problem's failure and goes
+    on; engine-wide faults (server down) are other exceptions and stop the run."""

@@ -405,8 +405,8 @@ class _Run:
     settings: Any  # SearchSettings
 
     def solve(self, problem: Any) -> Any:
-        from ttscale.engines.http_pool import ClientError, ServerError
         from ttscale.errors import ProblemError
+        from ttscale.net.pool import ClientError, ServerError
         from ttscale.session import search_context
         from ttscale.strategies.registry import get_spec
 
@@ -415,10 +415,10 @@ class _Run:
             ctx = search_context(fn, self.task, self.settings, self.generator,
                                  scorer=self.scorer, reviser=self.reviser, options=self.options)
             return fn(problem, self.budget, ctx)
-        except ProblemError as e:  # about this request only (a refusal, a context overflow)
-            raise ApiError(400, f"this request failed: {e}") from None
         except ClientError as e:  # the upstream refused what we sent (e.g. prompt too long)
             raise ApiError(400, f"the policy engine refused the request: {e.detail}") from None
+        except ProblemError as e:  # about this request only (e.g. a prompt that cannot fit)
+            raise ApiError(400, f"this request failed: {e}") from None
         except ServerError as e:
             log.error("upstream failure: %s", e)
             raise ApiError(502, "the upstream engine failed after retries; try again later",

@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ttscale.grading import find_boxed
+from ttscale.grading.extract import boxed_answer
 from ttscale.tasks import math_format
 from ttscale.tasks.math_format import DEFAULT_PROMPT_TEMPLATE
 from ttscale.types import Problem
@@ -147,7 +147,7 @@ def _answer(rec: dict[str, Any], meta: dict[str, Any]) -> str:
         return value.strip()
     if solution is None:
         raise ValueError("missing field 'answer' (or a 'solution' with \\boxed{})")
-    boxed = find_boxed(solution)
+    boxed = boxed_answer(solution)  # all boxes of a multi-part answer
     if boxed is None:
         raise ValueError("no 'answer' field and no \\boxed{} in 'solution'")
     return boxed

@@ -2,14 +2,14 @@
 ``math``/``qwen-math`` formats write and read solutions the same way.
 
 A solution is a sequence of paragraphs (steps) separated by a blank line; the step that holds
-``\\boxed{}`` (or ``\\fbox{}``) is final, and the answer is the last boxed expression
-(``grading.extract_answer``). Prompt templates hold ``{question}``, replaced by plain text
-replacement (so LaTeX braces are safe), and end with the step delimiter.
+``\\boxed{}`` (or ``\\fbox{}``) is final, and the answer is read as ``ttscale grade`` reads a
+response (``grading.extract_response``). Prompt templates hold ``{question}``, replaced by plain
+text replacement (so LaTeX braces are safe), and end with the step delimiter.
 """
 
 from __future__ import annotations
 
-from ttscale.grading import extract_answer as _extract
+from ttscale.grading import extract_response
 
 #: steps are blank-line separated paragraphs
 STEP_DELIMITER = "\n\n"
@@ -45,4 +45,5 @@ def is_final_step(step: str) -> bool:
 
 
 def extract_answer(solution: str) -> str | None:
-    return _extract(solution)
+    """The answer of a whole solution, as ``ttscale grade`` extracts a "response" field."""
+    return extract_response(solution)
