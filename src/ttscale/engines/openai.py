@@ -30,6 +30,7 @@ balancing, bounded concurrency and retries.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import zlib
 from collections.abc import Sequence
@@ -216,11 +217,28 @@ class OpenAIGenerator:
         return parse_completion(data, bool(params.stop), self.base_urls[0])
 
 
+_log = logging.getLogger("ttscale")
+_warned_sizes: set[tuple[str, str]] = set()
+
+
+def warn_unknown_size(model: str, override: str) -> None:
+    """Warn once per (model, override) that a model's size is unknown, so its FLOPs count 0
+    (a silent 0 makes every FLOPs figure of a run wrong without anyone noticing)."""
+    if (model, override) in _warned_sizes:
+        return
+    _warned_sizes.add((model, override))
+    _log.warning("ttscale: the parameter count of served model %r is unknown (the server does "
+                 "not report it and its name gives no size such as '7B'): its FLOPs count as 0; "
+                 "set %s", model, override)
+
+
 async def discover_model(pool: ReplicaPool, model: str | None,
-                         num_parameters: int | None) -> tuple[str, int]:
+                         num_parameters: int | None,
+                         override: str = "policy_params") -> tuple[str, int]:
     """The served model name and its parameter count, asking ``GET /models`` when either is
     unknown: the first listed model, and ``ttscale.num_parameters`` (ttscale's own servers),
-    else a guess from the name (:func:`guess_parameters`)."""
+    else a guess from the name (:func:`guess_parameters`); a size found nowhere is 0 and warned
+    about once, naming the ``override`` setting that fixes it."""
     listing: list[dict[str, Any]] = []
     if model is None or num_parameters is None:
         # root-relative, so a base URL given with or without its trailing /v1 both work
@@ -236,6 +254,8 @@ async def discover_model(pool: ReplicaPool, model: str | None,
         extra = entry.get("ttscale")
         n = extra.get("num_parameters") if isinstance(extra, dict) else None
         num_parameters = int(n) if isinstance(n, int) else guess_parameters(model)
+        if num_parameters == 0:
+            warn_unknown_size(model, override)
     return model, num_parameters
 
 
