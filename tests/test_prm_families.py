@@ -294,3 +294,14 @@ def test_math_shepherd_over_http_equals_in_process(shepherd_dir, caplog):
         sized.close()
     finally:
         server.shutdown()
+
+
+def test_the_shipped_testbed_prm_loads_through_the_check():
+    from ttscale.testbed.paths import model_path
+    from ttscale.verifiers.hf_prm import TokenClassificationPRM
+
+    prm = load_verifier(model_path("prm"))
+    assert isinstance(prm, TokenClassificationPRM)
+    assert not any(p.requires_grad for p in prm.model.lm.parameters())  # body stays frozen
+    scores = prm.score(PROMPTS[:1], SOLUTIONS[:1]).scores[0]
+    assert len(scores) == len(SOLUTIONS[0]) and all(0 <= s <= 1 for s in scores)
