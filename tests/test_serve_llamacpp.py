@@ -75,7 +75,7 @@ def test_engine_falls_back_to_one_request_per_sample_and_is_deterministic(llama_
 
 def run_all(task, policy_url, prm_url, **kw):
     from ttscale.engines.openai import OpenAIGenerator
-    from ttscale.strategies import SearchContext, get_strategy
+    from ttscale.strategies import SearchContext, get_strategy, own_options
     from ttscale.verifiers.http_prm import HTTPPRM
 
     gen = OpenAIGenerator(policy_url, n_mode="single", **kw)
@@ -85,8 +85,9 @@ def run_all(task, policy_url, prm_url, **kw):
         for problem in task.problems():
             ctx = SearchContext(task=task, generator=gen, scorer=scorer, seed=1,
                                 temperature=0.8, max_step_tokens=16, max_solution_tokens=48,
-                                max_rounds=3, options={"beam_width": 2, "lookahead": 1,
-                                                       "chain_length": 2, "search_share": 0.5})
+                                max_rounds=3, options=own_options(name, {
+                                    "beam_width": 2, "lookahead": 1, "chain_length": 2,
+                                    "search_share": 0.5}))
             out[name, problem.id] = get_strategy(name)(problem, 4, ctx)
     gen.close()
     scorer.close()

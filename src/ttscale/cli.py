@@ -81,7 +81,8 @@ def run_cmd(
         "--task", help="'testbed' or a .jsonl file of problems.")] = None,
     strategy: Annotated[str | None, typer.Option(
         "--strategy", help="majority, best-of-n, weighted-best-of-n, beam, lookahead, dvts, "
-        "revisions, combined, compute-optimal.")] = None,
+        "revisions, combined, compute-optimal (`ttscale strategies` lists their options).")
+    ] = None,
     budget: Annotated[int | None, typer.Option(
         "--budget", help="Generations per problem (N).")] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="First K problems only.")] = None,
@@ -176,6 +177,39 @@ def _print_summary(s: Any) -> None:
         console.print(d)
 
 
+# ---- ttscale strategies --------------------------------------------------------------------
+
+
+@app.command("strategies")
+def strategies_cmd(
+    json_out: Annotated[bool, typer.Option(
+        "--json", help="Print one JSON object on stdout instead of text.")] = False,
+) -> None:
+    """List every strategy with its options (from its typed options model): set them with
+    --set options.NAME=VALUE."""
+    from ttscale.strategies.registry import STRATEGIES, options_doc
+
+    if json_out:
+        typer.echo(json.dumps({name: {
+            "description": spec.description, "needs_verifier": spec.needs_verifier,
+            "uses_reviser": spec.uses_reviser,
+            "options": {k: {"type": t, "default": d, "description": h}
+                        for k, t, d, h in options_doc(spec)}}
+            for name, spec in STRATEGIES.items()}))
+        return
+    for name, spec in STRATEGIES.items():
+        facts = [] if spec.needs_verifier else ["no verifier"]
+        if spec.uses_reviser:
+            facts.append("uses the revision model")
+        more = f" [{', '.join(facts)}]" if facts else ""
+        typer.echo(f"{name}: {spec.description}{more}")
+        rows = options_doc(spec)
+        if not rows:
+            typer.echo("    (no options)")
+        for key, kind, default, doc in rows:
+            typer.echo(f"    options.{key} ({kind}, default {default}): {doc}")
+
+
 # ---- ttscale grade -------------------------------------------------------------------------
 
 
@@ -250,14 +284,25 @@ def _cli_exceptions() -> dict[str, tuple[type[BaseException], ...]]:
             "click": collect("ClickException"), "abort": (typer.Abort, *collect("Abort"))}
 
 
+def _apply_threads() -> None:
+    """Honour ``TTSCALE_THREADS`` (a shared machine: see README) without importing torch, so a
+    flag error still answers at once: torch reads ``OMP_NUM_THREADS`` for its intra-op threads
+    when it is first imported (as ``torch.set_num_threads`` sets them); if it is already
+    imported, set them directly."""
+    raw = os.environ.get("TTSCALE_THREADS", "").strip()
+    if not raw.isdigit() or int(raw) < 1:
+        return
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(int(raw))
+    else:
+        os.environ["OMP_NUM_THREADS"] = raw
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return the exit code; every error becomes one line on stderr."""
     exc = _cli_exceptions()
     command = typer.main.get_command(app)
-    if os.environ.get("TTSCALE_THREADS"):  # a shared machine: see README
-        from ttscale.train.common import set_threads
-
-        set_threads()
+    _apply_threads()
     try:
         rv = command.main(args=argv, prog_name="ttscale", standalone_mode=False)
     except exc["help"]:  # bare `ttscale`: typer has already printed the help

@@ -183,8 +183,11 @@ def _unknown_key_message(key: str, source: str) -> str:
 
 def build_config(recipe: str | Path | None = None,
                  flags: Mapping[str, Any] | None = None,
-                 sets: Iterable[str] = ()) -> RunConfig:
+                 sets: Iterable[str] = (), *, check_options: bool = True) -> RunConfig:
     """Merge a recipe file, CLI flags (``None`` = not given) and ``--set`` items, then validate.
+
+    ``check_options``: parse ``options`` with the strategy's options model now (a sweep, whose
+    options are shared by several strategies, checks them against its plan instead).
 
     Flag keys may be dotted (``options.beam_width``) like ``--set`` keys.
     """
@@ -199,12 +202,30 @@ def build_config(recipe: str | Path | None = None,
     for item in sets:
         key, value = parse_set(item)
         _set_key(data, key, value, f"--set {key}", sources)
+    if check_options:
+        _check_options(data)
     try:
         cfg = RunConfig.model_validate(data)
     except ValidationError as e:
         raise ConfigError(_validation_message(e, sources)) from e
     _check_placeholders(cfg, sources)
     return cfg
+
+
+def _check_options(data: Mapping[str, Any]) -> None:
+    """A typo in a strategy option is reported first, naming the key (the strategy's typed
+    options model decides; budget rules are checked by the run, which knows the budget)."""
+    strategy, options = data.get("strategy"), data.get("options")
+    if not isinstance(strategy, str) or not isinstance(options, dict):
+        return
+    from ttscale.strategies.registry import STRATEGIES
+
+    spec = STRATEGIES.get(strategy)
+    if spec is not None:  # an unknown strategy is reported by the run, with the known ones
+        try:
+            spec.parse(options)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
 
 
 def _check_placeholders(cfg: RunConfig, sources: Mapping[str, str]) -> None:
