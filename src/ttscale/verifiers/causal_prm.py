@@ -135,6 +135,9 @@ class MathShepherdPRM(_BatchedScorer):
         at = hidden[rows.to(hidden.device), cols.to(hidden.device)]
         logits = self.model.get_output_embeddings()(at)
         pair = logits[:, self.label_ids.to(logits.device)].float()
+        cap = getattr(self.model.config, "final_logit_softcapping", None)
+        if cap:  # Gemma-2 style models cap their logits after the head
+            pair = torch.tanh(pair / cap) * cap
         return torch.softmax(pair, dim=-1)[:, 0]
 
     def score(self, prompts: Sequence[str], solutions: Sequence[Sequence[str]]) -> StepScores:
