@@ -305,3 +305,17 @@ def test_the_shipped_testbed_prm_loads_through_the_check():
     assert not any(p.requires_grad for p in prm.model.lm.parameters())  # body stays frozen
     scores = prm.score(PROMPTS[:1], SOLUTIONS[:1]).scores[0]
     assert len(scores) == len(SOLUTIONS[0]) and all(0 <= s <= 1 for s in scores)
+
+
+@pytest.mark.parametrize("kind", ["math-shepherd", "value-head"])
+def test_a_beam_search_run_scores_with_each_family(kind, shepherd_dir, value_dir, tmp_path):
+    from ttscale.config import build_config
+    from ttscale.runner import run
+
+    prm = shepherd_dir if kind == "math-shepherd" else value_dir
+    cfg = build_config(flags={"task": "testbed", "strategy": "beam", "budget": 4, "limit": 2,
+                              "prm": str(prm), "out": str(tmp_path)},
+                       sets=[f"prm_kind={kind}", "options.beam_width=2"])
+    summary = run(cfg, progress=False)
+    assert summary.n_problems == 2 and summary.cost["prm_tokens"] > 0
+    assert summary.cost["prm_flops"] > 0
