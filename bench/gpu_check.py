@@ -227,7 +227,11 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=2, help="best of this many timings")
     ap.add_argument("--skip-prm", action="store_true")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads (default: 1 with --tiny, else torch's)")
     args = ap.parse_args()
+    if args.threads or args.tiny:
+        torch.set_num_threads(args.threads or 1)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     shapes = TINY if args.tiny else FULL
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
