@@ -319,3 +319,19 @@ def test_a_beam_search_run_scores_with_each_family(kind, shepherd_dir, value_dir
     summary = run(cfg, progress=False)
     assert summary.n_problems == 2 and summary.cost["prm_tokens"] > 0
     assert summary.cost["prm_flops"] > 0
+
+
+def test_the_cli_refuses_a_random_head_in_one_line(tmp_path, capsys):
+    from cli_helpers import assert_one_line_error, run_cli
+
+    model, tok = tiny_policy()
+    path = save(model, tok, tmp_path / "policy-as-prm")
+    capsys.readouterr()
+    code, _, err = run_cli(capsys, ["run", "--task", "testbed", "--strategy", "beam",
+                                    "--budget", "4", "--limit", "1", "--prm", str(path),
+                                    "--out", str(tmp_path / "runs")])
+    # transformers' weight-loading progress bars are not errors; nothing else may be printed
+    err = "\n".join(line for line in err.replace("\r", "\n").splitlines()
+                    if not line.startswith("Loading weights"))
+    assert "LOAD REPORT" not in err
+    assert_one_line_error(code, err, "score.weight", "freshly initialised")

@@ -35,12 +35,20 @@ def load_checked(auto_cls: Any, path: Path, what: str, dtype: Any, device: str,
                  **kwargs: Any) -> Any:
     """``auto_cls.from_pretrained(path)`` that refuses a checkpoint missing any weight of the
     class (``what`` names the model kind in the error) or holding one of the wrong shape."""
+    from transformers.utils import logging as hf_logging
+
+    # transformers' own load report (MISSING / UNEXPECTED keys) is replaced by the check below;
+    # unexpected keys are normal here (a PRM's lm_head, a value head beside the backbone)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
     try:
         model, info = auto_cls.from_pretrained(str(path), output_loading_info=True,
                                                **load_kwargs(dtype, device), **kwargs)
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise ValueError(f"cannot load a {what} from {str(path)!r}: "
                          f"{' '.join(str(e).split())[:300]}") from e
+    finally:
+        hf_logging.set_verbosity(verbosity)
     missing = set(info.get("missing_keys") or ())
     if missing:
         raise MissingWeightsError(
