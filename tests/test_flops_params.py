@@ -32,7 +32,7 @@ def test_prm_params_must_be_a_positive_count():
 def test_an_alias_without_a_size_warns_once_naming_the_override(caplog):
     import asyncio
 
-    from ttscale.engines import openai
+    from ttscale.net import discovery
 
     class Pool:  # the one call discover_model makes: GET /v1/models
         urls = ["http://127.0.0.1:1"]
@@ -40,17 +40,17 @@ def test_an_alias_without_a_size_warns_once_naming_the_override(caplog):
         async def request_json(self, method, path, body=None, root=False):
             return {"data": [{"id": "my-alias"}]}
 
-    openai._warned_sizes.clear()
+    discovery._warned_sizes.clear()
     with caplog.at_level(logging.WARNING, logger="ttscale"):
         for _ in range(3):
-            model, n = asyncio.run(openai.discover_model(Pool(), None, None))
+            model, n = asyncio.run(discovery.discover_model(Pool(), None, None))
     assert (model, n) == ("my-alias", 0)
     warned = [r.getMessage() for r in caplog.records if "my-alias" in r.getMessage()]
     assert len(warned) == 1 and "policy_params" in warned[0]
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="ttscale"):
-        asyncio.run(openai.discover_model(Pool(), "Qwen2.5-Math-1.5B-Instruct", None))
-        asyncio.run(openai.discover_model(Pool(), "my-alias", 1_500_000_000))
+        asyncio.run(discovery.discover_model(Pool(), "Qwen2.5-Math-1.5B-Instruct", None))
+        asyncio.run(discovery.discover_model(Pool(), "my-alias", 1_500_000_000))
     assert not caplog.records
 
 

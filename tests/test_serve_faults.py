@@ -13,9 +13,9 @@ import pytest
 from serve_helpers import hf_policy, policy_server, prm_server, token_prm
 
 from ttscale.engines.openai import OpenAIGenerator
-from ttscale.serve.faults import FaultyRelay
 from ttscale.strategies import SearchContext, get_strategy, own_options
 from ttscale.tasks import testbed
+from ttscale.testing.faults import FaultyRelay
 from ttscale.verifiers.http_prm import HTTPPRM
 
 TASK = testbed.TestbedTask(split="test", n=3, min_ops=2, max_ops=3)

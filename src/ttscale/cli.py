@@ -216,39 +216,65 @@ def strategies_cmd(
 @app.command("grade")
 def grade_cmd(
     in_path: Annotated[Path, typer.Option(
-        "--in", help='JSONL file, one {"pred": ..., "gold": ...} per line.')],
+        "--in", help='JSONL: per line "pred" or "response", and "gold" or "gold_solution".')],
     out: Annotated[Path | None, typer.Option(
         "--out", help="Write graded lines here (default: stdout).")] = None,
     json_out: Annotated[bool, typer.Option(
         "--json", help="Summary as one JSON object (stdout with --out, else stderr).")] = False,
+    timeout: Annotated[float | None, typer.Option(
+        "--timeout", help="Seconds per math-verify check (killed after); default 3.5, "
+        "with 1.5 s for extracting a response, so one line stays under 5 s.")] = None,
+    ordered_lists: Annotated[bool, typer.Option(
+        "--ordered-lists", help="Compare bare comma lists in order (default: as sets).")] = False,
+    require_reduced: Annotated[bool, typer.Option(
+        "--require-reduced", help="A fraction not in lowest terms is wrong.")] = False,
+    rel_tol: Annotated[float, typer.Option(
+        "--rel-tol", help="Relative tolerance for plain numbers (default 0: exact).")] = 0.0,
+    accept_rounded: Annotated[bool, typer.Option(
+        "--accept-rounded", help="Accept a decimal that is gold rounded to its digits.")] = False,
+    no_choice_letters: Annotated[bool, typer.Option(
+        "--no-choice-letters", help='Do not match "B" against "(B) 12".')] = False,
 ) -> None:
-    """Grade predictions against gold answers: each output line adds equal, reason, seconds.
+    """Grade predictions against gold answers: each output line adds equal, reason, seconds and
+    the extracted pred and gold compared; other fields are echoed.
 
     Model text is never executed; every check is bounded in time. Without --out the graded lines
-    go to stdout and the summary to stderr.
+    go to stdout and the summary to stderr. A bad line gets an output line with "error" and
+    the command exits 1 after grading everything else.
     """
-    from ttscale.grading import grade_file
+    from ttscale.grading import GradeOptions, grade_file
 
     if not in_path.exists():
         raise FileNotFoundError(f"input file {in_path} not found")
     if not in_path.is_file():
         raise ValueError(f"input {in_path} is not a file")
-    records = grade_file(in_path, out)
+    options = GradeOptions(ordered_lists=ordered_lists, require_reduced=require_reduced,
+                           rel_tol=rel_tol, accept_rounded=accept_rounded,
+                           choice_letters=not no_choice_letters)
+    limits = {} if timeout is None else {"timeout_s": timeout}
+    records = grade_file(in_path, out, options=options, **limits)
     if out is None:
         for rec in records:
             sys.stdout.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    n = len(records)
-    n_equal = sum(bool(r.get("equal")) for r in records)
+    errors = [r["error"] for r in records if "error" in r]
+    n = len(records) - len(errors)
+    n_equal = sum(bool(r.get("equal")) for r in records if "error" not in r)
     summary = {"n": n, "n_equal": n_equal, "accuracy": n_equal / n if n else 0.0,
+               "n_errors": len(errors),
                "seconds": sum(float(r.get("seconds") or 0.0) for r in records),
                "out": None if out is None else str(out)}
     text = (json.dumps(summary) if json_out else
             f"graded {n} lines: {n_equal} equal ({summary['accuracy']:.3f}), "
-            f"{summary['seconds']:.2f} s checking")
+            f"{summary['seconds']:.2f} s checking" +
+            (f", {len(errors)} bad lines" if errors else ""))
     if out is not None:
         typer.echo(text)
     else:
         _err(text, prefix="")
+    for e in errors:
+        _err(e)
+    if errors:
+        raise typer.Exit(1)
 
 
 # ---- entry point and error reporting -------------------------------------------------------

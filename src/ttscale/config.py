@@ -58,6 +58,9 @@ class RunConfig(BaseModel):
     policy_params: int | None = Field(
         None, ge=1, description="engine=openai: the served policy's parameter count, for FLOPs "
         "(default: read from the served name, e.g. '1.5B'; when it says nothing, 0 with a warning)")
+    context_length: int | None = Field(
+        None, ge=2, description="engine=openai: the policy's context in tokens (default: what "
+        "the server reports; max_tokens is capped to what a prompt leaves)")
     prm: str | None = Field(None, description="PRM folder; default: testbed prm")
     revision: str | None = Field(
         None, description="revision model folder for revisions/combined strategies; default: "

@@ -190,7 +190,8 @@ def build_generator(config: RunConfig, policy: str) -> Any:
             raise ValueError(f"engine 'openai' is not available in this install: {e}") from e
 
         return OpenAIGenerator(base_url=config.base_url, model=policy,
-                               num_parameters=config.policy_params)
+                               num_parameters=config.policy_params,
+                               context_length=config.context_length)
     from ttscale.engines.hf import HFGenerator
 
     return HFGenerator.from_pretrained(policy, device=config.device)

@@ -386,7 +386,7 @@ class _Run:
     max_rounds: int
 
     def solve(self, problem: Any) -> Any:
-        from ttscale.engines.http_pool import ClientError, ServerError
+        from ttscale.net.pool import ClientError, ServerError
         from ttscale.strategies.base import SearchContext
         from ttscale.strategies.registry import get_spec
 

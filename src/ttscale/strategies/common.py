@@ -117,7 +117,8 @@ def completion_steps(ctx: SearchContext, comp: Completion) -> tuple[list[str], b
     """The steps a sampled continuation adds, and whether the solution ends with them.
 
     It ends when a step is final (later text is cut off: an engine that ignored the stop string
-    may write past the answer), the model stopped (``eos``), or it produced no step at all
+    may write past the answer), the model stopped (``eos``), the model's context is full
+    (``context``: the beam stops before it would overflow), or it produced no step at all
     (nothing left to expand).
     """
     task = ctx.task
@@ -125,7 +126,7 @@ def completion_steps(ctx: SearchContext, comp: Completion) -> tuple[list[str], b
     for i, step in enumerate(new):
         if task.is_final_step(step):
             return new[: i + 1], True
-    return new, comp.finish_reason == "eos" or not new
+    return new, comp.finish_reason in ("eos", "context") or not new
 
 
 def continuation_prompt(ctx: SearchContext, problem: Problem, steps: Sequence[str]) -> str:
@@ -269,7 +270,7 @@ def sample_solutions(ctx: SearchContext, problem: Problem, n: int, seed: int) ->
     cands = []
     for comp in out[0]:
         steps = split_steps(comp.text, task.step_delimiter)
-        finished = (comp.finish_reason in ("eos", "length")
+        finished = (comp.finish_reason in ("eos", "length", "context")
                     or (bool(steps) and task.is_final_step(steps[-1])))
         cands.append(Candidate(steps, [], finished, task.extract_answer(comp.text),
                                {"finish_reason": comp.finish_reason,

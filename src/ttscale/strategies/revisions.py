@@ -135,7 +135,7 @@ def attempt_candidate(ctx: SearchContext, comp: Completion) -> Candidate:
     """
     task = ctx.task
     steps = split_steps(comp.text, task.step_delimiter)
-    finished = (comp.finish_reason in ("eos", "length")
+    finished = (comp.finish_reason in ("eos", "length", "context")
                 or (bool(steps) and task.is_final_step(steps[-1])))
     return Candidate(steps, [], finished, task.extract_answer(comp.text),
                      {"finish_reason": comp.finish_reason,

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ttscale.engines.hf_load import check_model_dir, load_tokenizer
+from ttscale.hf_loading import check_model_dir, load_tokenizer
 from ttscale.verifiers.base import StepScores
 from ttscale.verifiers.checkpoint import (
     MissingWeightsError,

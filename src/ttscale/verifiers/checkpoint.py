@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ttscale.engines.hf_load import load_kwargs
+from ttscale.hf_loading import load_kwargs
 
 __all__ = ["MissingWeightsError", "checkpoint_keys", "load_checked", "read_tensors"]
 

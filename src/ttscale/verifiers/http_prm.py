@@ -37,8 +37,8 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from ttscale.engines.http_pool import ReplicaPool, ServerError
-from ttscale.engines.openai import discover_model, guess_parameters
+from ttscale.net.discovery import discover_model, guess_parameters
+from ttscale.net.pool import ReplicaPool, ServerError
 from ttscale.verifiers.base import StepScores
 from ttscale.verifiers.prm_input import (
     QWEN_STEP_TAG,
