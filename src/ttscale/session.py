@@ -211,7 +211,13 @@ def build_scorer(config: RunConfig, prm: str, task: Any = None) -> Any:
     kwargs: dict[str, Any] = {"device": config.device}
     if task is not None and config.prm_kind != "qwen-prm":
         kwargs["step_delimiter"] = task.step_delimiter
-    return load_verifier(prm, kind=config.prm_kind, **kwargs)
+    remote = "://" in prm
+    if remote and config.prm_params is not None:
+        kwargs["num_parameters"] = config.prm_params
+    scorer = load_verifier(prm, kind=config.prm_kind, **kwargs)
+    if not remote and config.prm_params is not None:  # the override wins over the count
+        scorer.num_parameters = config.prm_params
+    return scorer
 
 
 class Models:
