@@ -165,7 +165,12 @@ def pool_subset_cost(candidates: Sequence[Candidate], pool_cost: Cost,
 def exact_pool_cost(candidates: Sequence[Candidate], pool_cost: Cost, n: int, seed: int,
                     problem_id: str, with_prm: bool) -> Cost:
     """:func:`pool_subset_cost` over the subsets the budget-``n`` accuracy of this question
-    uses (sweep ``seed``; see :func:`curve`)."""
+    uses (sweep ``seed``; see :func:`curve`). A problem that failed on its own (no stored
+    samples) costs what it spent."""
+    if len(candidates) < n:
+        failed = Cost.from_dict(pool_cost.to_dict())
+        failed.generations = n
+        return failed
     subsets = subset_indices(len(candidates), n, question_seed(seed, problem_id))
     return pool_subset_cost(candidates, pool_cost, subsets, with_prm)
 

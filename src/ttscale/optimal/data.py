@@ -35,7 +35,6 @@ from ttscale.analysis.curves import (
 from ttscale.analysis.plan import STRATEGIES as SWEEP_STRATEGIES
 from ttscale.analysis.sweep import _grader, read_summary
 from ttscale.optimal.difficulty import (
-    REUSABLE,
     final_score,
     reused_samples,
 )
@@ -61,10 +60,6 @@ class Arm:
     #: the model that samples: "policy" (the base policy, PRM search), "revision" (the revision
     #: model) or "mixed" (both, e.g. beam search + revisions); compute-optimal groups arms by it
     sampler: str = "policy"
-
-    @property
-    def reusable(self) -> bool:
-        return self.strategy in REUSABLE
 
 
 @dataclass

@@ -32,8 +32,8 @@ def train_cmd(
         help="revision trajectories that teach local correction (docs/revisions.md)")] = False,
 ) -> None:
     """Rebuild policy-small, policy-large, prm and revision from seeds (resumable)."""
+    from ttscale.shipped import models_dir
     from ttscale.testbed.build import STAGES, BuildConfig, build
-    from ttscale.testbed.paths import models_dir
 
     chosen = tuple(s.strip() for s in stages.split(",") if s.strip())
     unknown = [s for s in chosen if s not in STAGES]
@@ -64,8 +64,8 @@ def eval_cmd(
     = False,
 ) -> None:
     """PRM quality and accuracy by budget and difficulty on held-out testbed questions."""
+    from ttscale.shipped import models_dir
     from ttscale.testbed.evaluate import evaluate_testbed
-    from ttscale.testbed.paths import models_dir
     from ttscale.testbed.tables import render_report
 
     report = evaluate_testbed(models_dir(), questions, pool, seed=seed, prm=prm,
@@ -102,13 +102,13 @@ def ablation_cmd(
 ) -> None:
     """PRM variants (soft / hard MC labels, exact labels, plain head) on one held-out pool;
     with --revision-orm, the revision-verifier ablation."""
+    from ttscale.shipped import models_dir
     from ttscale.testbed.ablation import (
         render_ablation,
         render_revision_ablation,
         revision_verifier_ablation,
         run_ablation,
     )
-    from ttscale.testbed.paths import models_dir
 
     if revision_orm is not None:
         rep = revision_verifier_ablation(models_dir(), revision_orm, orm, questions, budget,
