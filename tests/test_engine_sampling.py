@@ -17,12 +17,12 @@ from transformers import (
     TopKLogitsWarper,
     TopPLogitsWarper,
 )
-from ttscale.testbed.paths import model_path
 
 from ttscale.engines import hf
 from ttscale.engines.base import SamplingParams
 from ttscale.engines.hf import HFGenerator
 from ttscale.engines.hf_sampling import _truncate, penalise, pick_tokens
+from ttscale.shipped import model_path
 from ttscale.tasks import testbed
 
 GOLDEN = Path(__file__).parent / "fixtures" / "hf_engine_golden.json"

@@ -297,8 +297,7 @@ def test_math_shepherd_over_http_equals_in_process(shepherd_dir, caplog):
 
 
 def test_the_shipped_testbed_prm_loads_through_the_check():
-    from ttscale.testbed.paths import model_path
-
+    from ttscale.shipped import model_path
     from ttscale.verifiers.hf_prm import TokenClassificationPRM
 
     prm = load_verifier(model_path("prm"))
