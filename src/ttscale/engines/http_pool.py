@@ -40,6 +40,8 @@ from tenacity import (
     wait_random,
 )
 
+from ttscale.engines.cancel import wait_future
+
 __all__ = ["RETRY_STATUS", "ClientError", "PoolStats", "ReplicaPool", "ServerError",
            "normalize_urls"]
 
@@ -168,7 +170,8 @@ class ReplicaPool:
             coro.close()
             raise RuntimeError("a synchronous call was made from the HTTP pool's own loop; "
                                "await the async method instead")
-        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+        # waits through the current cancel token (if any): a cancelled search aborts its request
+        return wait_future(asyncio.run_coroutine_threadsafe(coro, loop))
 
     async def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
         """Await ``coro`` on the pool's loop from any event loop (the client is bound to it)."""
