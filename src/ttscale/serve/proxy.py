@@ -113,6 +113,8 @@ class ProxyConfig(BaseModel):
     max_request_tokens: int = Field(2**20, ge=1)
     max_options: int = Field(16, ge=0)
     max_stop: int = Field(16, ge=0)
+    #: seconds a client may take to send its body (408 past it)
+    body_timeout_s: float = Field(30.0, gt=0)
 
 
 class Serialized:
@@ -377,7 +379,7 @@ def create_proxy_app(generator: Any, scorer: Any, task: ProxyTask,
     install_error_handlers(app)
     limiter = anyio.CapacityLimiter(cfg.max_concurrent)
     stats: dict[str, Any] = {"requests": 0, "ok": 0, "errors": 0, "in_flight": 0,
-                             "running": 0, "waiting": 0, "max_waiting": 0, "rejected_busy": 0,
+                             "admitted": 0, "running": 0, "waiting": 0, "max_waiting": 0, "rejected_busy": 0,
                              "cancelled": 0, "timed_out": 0, "engine_calls": 0, "prm_calls": 0,
                              "engine_calls_after_cancel": 0}
     app.state.stats = stats
@@ -405,7 +407,7 @@ def create_proxy_app(generator: Any, scorer: Any, task: ProxyTask,
     async def handle(request: Request, chat: bool) -> Any:
         stats["requests"] += 1
         check_api_key(request, cfg.api_keys)
-        data = await read_json(request, cfg.max_request_bytes)
+        data = await read_json(request, cfg.max_request_bytes, cfg.body_timeout_s)
         _refuse_unsupported(data)
         body: ChatBody | CompletionBody = validate(ChatBody if chat else CompletionBody, data)
         if body.n != 1:
@@ -426,12 +428,6 @@ def create_proxy_app(generator: Any, scorer: Any, task: ProxyTask,
                            f"{cfg.max_tokens_cap}", "max_tokens_too_large", "max_tokens")
         stops = _stops(body, cfg)
         sampling, spend = sampling_of(body, cfg, budget)
-        # admission: a bounded number of searches run or wait; past it, answer now
-        if stats["running"] + stats["waiting"] >= cfg.max_concurrent + cfg.max_queue:
-            stats["rejected_busy"] += 1
-            raise ApiError(429, f"the server is busy ({stats['running']} searches running, "
-                           f"{stats['waiting']} waiting); retry later", "server_busy",
-                           headers={"Retry-After": retry_after()})
         rid = uuid.uuid4().hex
         # strategies derive their seeds from the problem id: name it by content, so the same
         # question with the same seed gets the same answer
@@ -493,6 +489,21 @@ def create_proxy_app(generator: Any, scorer: Any, task: ProxyTask,
                       guard: RequestGuard) -> Any:
         """Run the search in a worker thread (after waiting for a slot) while watching the
         client's connection and the deadline; either one stops it (see ``run.solve``)."""
+        # admission: a bounded number of searches run or wait; past it, answer now (checked
+        # and counted with no await in between, so a burst cannot slip past it)
+        if stats["admitted"] >= cfg.max_concurrent + cfg.max_queue:
+            stats["rejected_busy"] += 1
+            raise ApiError(429, f"the server is busy ({stats['running']} searches running, "
+                           f"{stats['waiting']} waiting); retry later", "server_busy",
+                           headers={"Retry-After": retry_after()})
+        stats["admitted"] += 1
+        try:
+            return await _admitted(request, run, problem, token, guard)
+        finally:
+            stats["admitted"] -= 1
+
+    async def _admitted(request: Request, run: _Run, problem: Any, token: CancelToken,
+                        guard: RequestGuard) -> Any:
         outcome: dict[str, Any] = {}
         started = time.monotonic()
         cancelled_calls = 0
