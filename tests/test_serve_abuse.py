@@ -354,7 +354,7 @@ def test_stop_cuts_the_searched_solution_like_the_openai_api(proxy):
 
 BACKEND_BAD = [DEEP, HUGE_INT, SURROGATE,
                {"model": "m\u0661", "prompt": "x", "input": "x"},
-               {"prompt": "x", "input": "x", "n": "2", "max_tokens": "20"},
+               {"prompt": "x", "input": "x", "n": "2", "max_tokens": "20", "messages": "hi"},
                {"prompt": "x", "input": "x", "stream": "yes", "task": 5}]
 
 

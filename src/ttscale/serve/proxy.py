@@ -379,7 +379,8 @@ def create_proxy_app(generator: Any, scorer: Any, task: ProxyTask,
     install_error_handlers(app)
     limiter = anyio.CapacityLimiter(cfg.max_concurrent)
     stats: dict[str, Any] = {"requests": 0, "ok": 0, "errors": 0, "in_flight": 0,
-                             "admitted": 0, "running": 0, "waiting": 0, "max_waiting": 0, "rejected_busy": 0,
+                             "admitted": 0, "running": 0, "waiting": 0, "max_waiting": 0,
+                             "rejected_busy": 0,
                              "cancelled": 0, "timed_out": 0, "engine_calls": 0, "prm_calls": 0,
                              "engine_calls_after_cancel": 0}
     app.state.stats = stats
