@@ -7,7 +7,7 @@ request can spend *whatever the strategy does*. The proxy hands the strategy a `
 and a ``GuardedScorer`` that, for every call:
 
 1. check the cancel token (client gone, deadline passed) before the call, and make it the
-   current token so an HTTP call in flight is aborted when it fires (``ttscale.engines.cancel``);
+   current token so an HTTP call in flight is aborted when it fires (``ttscale.net.cancel``);
 2. refuse the call if its samples would pass the request's sample allowance (``n`` x prompts is
    known before the call, so the sample cap is never exceeded);
 3. after the call, add its generated tokens and raise once the token allowance is passed (at
@@ -20,7 +20,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from ttscale.engines.cancel import CancelToken, scope
+from ttscale.net.cancel import CancelToken, scope
 
 __all__ = ["ComputeLimitExceeded", "GuardedGenerator", "GuardedScorer", "RequestGuard"]
 

@@ -32,7 +32,7 @@ strategy against the upstream policy engine and the PRM, and answers with the ch
 * **Admission**: at most ``max_concurrent`` searches run and ``max_queue`` wait; past that a
   request is answered at once with 429 and ``Retry-After``. A client that disconnects (streaming
   or not) cancels its search: queued, it never starts; running, its next engine/PRM call is not
-  made and the HTTP call in flight is aborted (``ttscale.engines.cancel``).
+  made and the HTTP call in flight is aborted (``ttscale.net.cancel``).
 
 Strategies are synchronous code; each request runs in a worker thread, and the HTTP engines are
 safe to share across threads. In-process models are not: wrap them in ``Serialized``.
@@ -57,7 +57,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from ttscale.engines.cancel import Cancelled, CancelToken, DeadlineExceeded
+from ttscale.net.cancel import Cancelled, CancelToken, DeadlineExceeded
 from ttscale.serve.common import (
     ApiError,
     check_api_key,
@@ -74,7 +74,7 @@ __all__ = ["ProxyConfig", "Serialized", "create_proxy_app", "resolve_request"]
 
 #: option key under which the compute-optimal strategy receives the policy table path
 #: (``ttscale.strategies.compute_optimal``); clients may not set it (it names a server file)
-POLICY_TABLE_OPTION = "policy"
+POLICY_TABLE_OPTION = "policy_table"
 COMPUTE_OPTIMAL = "compute-optimal"
 
 
@@ -197,10 +197,15 @@ class CompletionBody(_Common):
 # ---- strategy resolution -------------------------------------------------------------------
 
 
-def _registered() -> dict[str, Any]:
-    from ttscale.strategies.base import STRATEGIES, get_strategy
+def own_options(strategy: str, shared: dict[str, Any]) -> dict[str, Any]:
+    from ttscale.strategies.registry import own_options as own
 
-    get_strategy("majority")  # imports (so registers) the built-in strategies
+    return own(strategy, shared)
+
+
+def _registered() -> dict[str, Any]:
+    from ttscale.strategies.registry import STRATEGIES
+
     return STRATEGIES
 
 
@@ -212,7 +217,7 @@ def resolve_request(model: str, extra: dict[str, Any] | None, cfg: ProxyConfig,
     if name != cfg.served_model:
         raise ApiError(404, f"model {model!r} does not exist; use {cfg.served_model!r} or "
                        f"{cfg.served_model!r}@<strategy>[:<budget>]", "model_not_found", "model")
-    strategy, budget, options = default_strategy, cfg.default_budget, dict(default_options)
+    strategy, budget, asked = default_strategy, cfg.default_budget, {}
     if sep:
         strat, colon, n = spec.partition(":")
         if colon and not re.fullmatch(r"[0-9]{1,18}", n):
@@ -236,16 +241,23 @@ def resolve_request(model: str, extra: dict[str, Any] | None, cfg: ProxyConfig,
         if "budget" in extra:
             budget = _budget(extra["budget"], "ttscale.budget")
         if "options" in extra:
-            options.update(_options(extra["options"], cfg))
+            asked = _options(extra["options"], cfg)
     known = _registered()
     if strategy not in known:
         raise ApiError(400, f"unknown strategy {strategy!r}; choose one of "
                        f"{', '.join(sorted(known))}", "unknown_strategy", "strategy")
+    # the server's default options apply where they mean something (beam_width is nothing to
+    # majority voting); what the request asks for must all be options of its strategy
+    options = {**own_options(strategy, default_options), **asked}
     if budget > cfg.max_budget:
         raise ApiError(400, f"budget {budget} exceeds this server's per-request cap of "
                        f"{cfg.max_budget}", "budget_too_large", "budget")
     if strategy == COMPUTE_OPTIMAL and cfg.policy_table and POLICY_TABLE_OPTION not in options:
         options[POLICY_TABLE_OPTION] = cfg.policy_table
+    try:  # a typo or a budget the strategy cannot split: 400 before any spending
+        known[strategy].parse(options, budget)
+    except ValueError as e:
+        raise ApiError(400, str(e), "invalid_request", "ttscale.options") from None
     return strategy, budget, options
 
 
@@ -586,10 +598,11 @@ class _Run:
     guard: RequestGuard
 
     def solve(self, problem: Any) -> Any:
-        from ttscale.engines.http_pool import ClientError, ServerError
-        from ttscale.strategies.base import SearchContext, get_strategy
+        from ttscale.net.pool import ClientError, ServerError
+        from ttscale.strategies.base import SearchContext
+        from ttscale.strategies.registry import get_spec
 
-        fn = get_strategy(self.strategy)
+        fn = get_spec(self.strategy)
         generator = GuardedGenerator(self.generator, self.guard)
         scorer = None if self.scorer is None else GuardedScorer(self.scorer, self.guard)
         ctx = SearchContext(task=self.task, generator=generator, scorer=scorer,
