@@ -91,7 +91,7 @@ def proxy(upstream):
 
 
 def test_a_number_sent_as_a_string_cannot_bypass_the_option_cap(upstream, tmp_path):
-    from ttscale.optimal.policy_table import save_table, validate_table
+    from ttscale.strategies.policy_table import save_table, validate_table
 
     pol, prm = upstream
     table = validate_table({
@@ -168,7 +168,9 @@ def test_a_burst_past_slots_and_queue_gets_429_with_retry_after():
     busy = [r for r in results if r.status_code == 429]
     assert busy and all(int(r.headers["Retry-After"]) >= 1 for r in busy)
     assert busy[0].json()["error"]["type"] == "rate_limit_error"
-    assert stats["max_waiting"] <= 1 and stats["rejected_busy"] == len(busy)
+    # never more requests held than slots + queue (a request whose slot just freed may still
+    # count as waiting for a moment, so the bound is on both together)
+    assert stats["max_admitted"] <= 2 and stats["rejected_busy"] == len(busy)
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -75,6 +75,11 @@ def serve_cmd(
         "(vLLM or ttscale serve-prm), or 'none' (default: testbed prm).")] = None,
     prm_kind: Annotated[str, typer.Option(
         "--prm-kind", help="token-classification or qwen-prm.")] = "token-classification",
+    revision: Annotated[str | None, typer.Option(
+        "--revision", help="Revision model of the revisions/combined strategies: a served model "
+        "name on the --upstream servers, or an in-process folder ('testbed:revision' names the "
+        "shipped one, the default for the testbed format with the in-process testbed policy; "
+        "otherwise the policy revises its own attempts).")] = None,
     fmt: Annotated[str, typer.Option(
         "--format", help="Prompt/answer format: testbed, math, qwen-math.")] = "testbed",
     prompt_template: Annotated[str | None, typer.Option(
@@ -143,15 +148,18 @@ def serve_cmd(
                       max_queue=max_queue, request_timeout_s=request_timeout,
                       compute_factor=compute_factor)
     timeouts = {"timeout_s": backend_timeout, "retries": backend_retries}
-    generator = build_policy(upstream, upstream_model,
-                             secret(upstream_key, upstream_key_file, "TTSCALE_UPSTREAM_API_KEY",
-                                    "--upstream-key"), policy, device, **timeouts)
+    upstream_secret = secret(upstream_key, upstream_key_file, "TTSCALE_UPSTREAM_API_KEY",
+                             "--upstream-key")
+    generator = build_policy(upstream, upstream_model, upstream_secret, policy, device,
+                             **timeouts)
     scorer = build_prm(prm, prm_kind, task.step_delimiter, device,
                        secret(prm_key, prm_key_file, "TTSCALE_PRM_API_KEY", "--prm-key"),
                        **timeouts)
-    for backend in (generator, scorer):
+    reviser = build_reviser(revision, upstream, upstream_model, upstream_secret, policy, fmt,
+                            device)
+    for backend in (generator, scorer, reviser):
         set_connect_timeout(backend, backend_connect_timeout)
-    app = create_proxy_app(generator, scorer, task, cfg)
+    app = create_proxy_app(generator, scorer, task, cfg, reviser=reviser)
     _uvicorn(app, host, port, f"ttscale serve: model {served_model!r}, default strategy "
              f"{app.state.default_strategy} N={budget}")
 
@@ -177,10 +185,36 @@ def build_policy(upstream: list[str] | None, model: str | None, key: str | None,
         return OpenAIGenerator(upstream, model, api_key=key, **http)
     from ttscale.engines.hf import HFGenerator
     from ttscale.serve.proxy import Serialized
-    from ttscale.testbed.paths import resolve_model
+    from ttscale.shipped import resolve_model
 
     return Serialized(HFGenerator.from_pretrained(resolve_model(policy, "policy-small"),
                                                   device=device))
+
+
+def build_reviser(revision: str | None, upstream: list[str] | None, model: str | None,
+                  key: str | None, policy: str | None, fmt: str, device: str) -> Any:
+    """The proxy's revision model, as ``ttscale run`` chooses it: the one given, else the
+    shipped testbed one when serving the testbed format with the in-process testbed policy,
+    else None (the policy revises its own attempts). Loaded on first use."""
+    if revision is None:
+        if upstream or policy is not None or fmt != "testbed":
+            return None
+        revision = "testbed:revision"
+    if upstream:
+        from ttscale.engines.openai import OpenAIGenerator
+
+        return OpenAIGenerator(upstream, revision, api_key=key)
+    from ttscale.serve.proxy import Serialized
+    from ttscale.shipped import resolve_model
+
+    path = resolve_model(revision, "revision")
+
+    def load() -> Any:
+        from ttscale.engines.hf import HFGenerator
+
+        return HFGenerator.from_pretrained(path, device=device)
+
+    return Serialized(None, loader=load)
 
 
 def build_prm(spec: str | None, kind: str, step_delimiter: str, device: str,
@@ -194,7 +228,7 @@ def build_prm(spec: str | None, kind: str, step_delimiter: str, device: str,
 
         return HTTPPRM.for_kind(spec, kind, step_delimiter, api_key=key, **http)
     from ttscale.serve.proxy import Serialized
-    from ttscale.testbed.paths import resolve_model
+    from ttscale.shipped import resolve_model
     from ttscale.verifiers import load_verifier
 
     kwargs: dict[str, Any] = {"device": device}
@@ -231,7 +265,7 @@ def serve_prm_cmd(
     """Serve a transformers PRM under vLLM's pooling API (POST /pooling)."""
     from ttscale.serve.common import server_keys
     from ttscale.serve.prm_server import PRMServerConfig, create_prm_app
-    from ttscale.testbed.paths import resolve_model
+    from ttscale.shipped import resolve_model
     from ttscale.verifiers import load_verifier
 
     if kind not in ("token-classification", "qwen-prm"):
@@ -285,7 +319,7 @@ def serve_policy_cmd(
 
     from ttscale.engines.hf import HFGenerator
     from ttscale.serve.policy_server import PolicyServerConfig, create_policy_app
-    from ttscale.testbed.paths import resolve_model
+    from ttscale.shipped import resolve_model
 
     if threads is not None:
         torch.set_num_threads(threads)

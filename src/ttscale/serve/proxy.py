@@ -116,25 +116,49 @@ class ProxyConfig(BaseModel):
     #: seconds a client may take to send its body (408 past it)
     body_timeout_s: float = Field(30.0, gt=0)
 
+    def search_settings(self, seed: int, temperature: float | None = None,
+                        top_p: float | None = None, max_tokens: int | None = None) -> Any:
+        """The frozen search settings of one request (its own seed, temperature, top-p and
+        max_tokens within this server's limits)."""
+        from ttscale.strategies.base import SearchSettings
+
+        max_tokens = max_tokens or self.default_max_tokens
+        return SearchSettings(seed=seed,
+                              temperature=self.temperature if temperature is None else temperature,
+                              top_p=self.top_p if top_p is None else top_p,
+                              max_step_tokens=min(self.max_step_tokens, max_tokens),
+                              max_solution_tokens=max_tokens, max_rounds=self.max_rounds)
+
 
 class Serialized:
     """One call at a time into an in-process model (transformers models are not thread safe)."""
 
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
+    def __init__(self, inner: Any, loader: Any = None) -> None:
+        """``inner``, or ``loader()`` called on first use (a model only some strategies use)."""
+        self._inner, self._loader = inner, loader
         self._lock = threading.Lock()
+
+    @property
+    def inner(self) -> Any:
+        if self._inner is None:
+            with self._lock:
+                if self._inner is None:
+                    self._inner = self._loader()
+        return self._inner
 
     @property
     def num_parameters(self) -> int:
         return int(self.inner.num_parameters)
 
     def generate(self, prompts: list[str], params: Any) -> Any:
+        inner = self.inner
         with self._lock:
-            return self.inner.generate(prompts, params)
+            return inner.generate(prompts, params)
 
     def score(self, prompts: Any, solutions: Any) -> Any:
+        inner = self.inner
         with self._lock:
-            return self.inner.score(prompts, solutions)
+            return inner.score(prompts, solutions)
 
 
 # ---- request bodies ------------------------------------------------------------------------
@@ -366,14 +390,15 @@ def _question(body: ChatBody | CompletionBody) -> str:
 
 
 def create_proxy_app(generator: Any, scorer: Any, task: ProxyTask,
-                     config: ProxyConfig | None = None) -> FastAPI:
-    """The proxy over a thread-safe ``generator`` (policy) and ``scorer`` (PRM, may be None)."""
+                     config: ProxyConfig | None = None, reviser: Any = None) -> FastAPI:
+    """The proxy over a thread-safe ``generator`` (policy), ``scorer`` (PRM, may be None) and
+    ``reviser`` (the revision model of ``revisions``/``combined``; None: the policy revises)."""
     cfg = config or ProxyConfig()
     known = _registered()
     default_strategy, default_options = cfg.default_strategy, dict(cfg.options)
     if cfg.policy_table:
         if COMPUTE_OPTIMAL in known:
-            from ttscale.optimal.policy_table import load_table
+            from ttscale.strategies.policy_table import load_table
 
             load_table(cfg.policy_table)  # a bad table fails now, not on the first request
             default_strategy = COMPUTE_OPTIMAL
@@ -391,7 +416,8 @@ def create_proxy_app(generator: Any, scorer: Any, task: ProxyTask,
     install_error_handlers(app)
     limiter = anyio.CapacityLimiter(cfg.max_concurrent)
     stats: dict[str, Any] = {"requests": 0, "ok": 0, "errors": 0, "in_flight": 0,
-                             "admitted": 0, "running": 0, "waiting": 0, "max_waiting": 0,
+                             "admitted": 0, "max_admitted": 0, "running": 0, "waiting": 0,
+                             "max_waiting": 0,
                              "rejected_busy": 0,
                              "cancelled": 0, "timed_out": 0, "engine_calls": 0, "prm_calls": 0,
                              "engine_calls_after_cancel": 0}
@@ -451,9 +477,9 @@ def create_proxy_app(generator: Any, scorer: Any, task: ProxyTask,
             max_samples=min(cfg.max_request_samples, cfg.compute_factor * spend * cfg.max_rounds),
             max_tokens=min(cfg.max_request_tokens, cfg.compute_factor * spend * max_tokens),
             token=token)
-        run = _Run(generator, scorer, task, strategy, spend, options, sampling["seed"],
-                   cfg.temperature, cfg.top_p, min(cfg.max_step_tokens, max_tokens), max_tokens,
-                   cfg.max_rounds, guard)
+        # the server's temperature and top-p (see sampling_of); the request's seed and length
+        run = _Run(generator, scorer, reviser, task, strategy, spend, options,
+                   cfg.search_settings(sampling["seed"], None, None, max_tokens), guard)
         result = await _search(request, run, problem, token, guard)
         text, stopped = cut_at_stop(final_text(result, task), stops)
         usage = usage_of(result.cost)
@@ -510,6 +536,7 @@ def create_proxy_app(generator: Any, scorer: Any, task: ProxyTask,
                            f"{stats['waiting']} waiting); retry later", "server_busy",
                            headers={"Retry-After": retry_after()})
         stats["admitted"] += 1
+        stats["max_admitted"] = max(stats["max_admitted"], stats["admitted"])
         try:
             return await _admitted(request, run, problem, token, guard)
         finally:
@@ -585,33 +612,29 @@ class _Run:
 
     generator: Any
     scorer: Any
+    reviser: Any
     task: ProxyTask
     strategy: str
     budget: int
     options: dict[str, Any]
-    seed: int
-    temperature: float
-    top_p: float
-    max_step_tokens: int
-    max_tokens: int
-    max_rounds: int
+    settings: Any  # SearchSettings
     guard: RequestGuard
 
     def solve(self, problem: Any) -> Any:
+        from ttscale.errors import ProblemError
         from ttscale.net.pool import ClientError, ServerError
-        from ttscale.strategies.base import SearchContext
+        from ttscale.session import search_context
         from ttscale.strategies.registry import get_spec
 
         fn = get_spec(self.strategy)
-        generator = GuardedGenerator(self.generator, self.guard)
-        scorer = None if self.scorer is None else GuardedScorer(self.scorer, self.guard)
-        ctx = SearchContext(task=self.task, generator=generator, scorer=scorer,
-                            seed=self.seed, temperature=self.temperature, top_p=self.top_p,
-                            max_step_tokens=self.max_step_tokens,
-                            max_solution_tokens=self.max_tokens, max_rounds=self.max_rounds,
-                            options=dict(self.options))
+        guard = self.guard
+        generator = GuardedGenerator(self.generator, guard)
+        scorer = None if self.scorer is None else GuardedScorer(self.scorer, guard)
+        reviser = None if self.reviser is None else GuardedGenerator(self.reviser, guard)
         try:
-            self.guard.token.check()  # cancelled or expired while it waited for a slot
+            guard.token.check()  # cancelled or expired while it waited for a slot
+            ctx = search_context(fn, self.task, self.settings, generator,
+                                 scorer=scorer, reviser=reviser, options=self.options)
             return fn(problem, self.budget, ctx)
         except DeadlineExceeded:
             raise ApiError(504, "the request ran past this server's deadline; the search was "
@@ -627,6 +650,8 @@ class _Run:
                                "the operator must configure its key", "upstream_auth") from None
             # the upstream refused what we sent (e.g. prompt too long)
             raise ApiError(400, f"an upstream engine refused the request: {e.detail}") from None
+        except ProblemError as e:  # about this request only (e.g. a prompt that cannot fit)
+            raise ApiError(400, f"this request failed: {e}") from None
         except ServerError as e:
             if self.guard.token.deadline is not None and \
                     time.monotonic() > self.guard.token.deadline:
