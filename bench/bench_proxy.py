@@ -7,8 +7,16 @@ processes on loopback, then with the official ``openai`` client:
 1. **overhead**: alternately, one direct ``/v1/completions`` call to the policy server (n=1) and
    one proxied ``/v1/chat/completions`` call with strategy ``majority`` at budget 1 (which makes
    exactly that one upstream call): median latencies side by side and their difference;
-2. **sustained load**: ``--clients`` threads send proxied requests (``--strategy``,
-   ``--budget``) for ``--seconds`` seconds: requests, errors, requests/s, p50/p95 latency.
+2. **sustained load**: ``--clients`` threads (= the proxy's ``--max-concurrent``) send proxied
+   requests (``--strategy``, ``--budget``) for ``--seconds`` seconds: requests, errors (must be
+   0), requests/s, p50/p95 latency;
+3. **burst**: ``--burst-factor`` x capacity (slots + ``--max-queue``) requests at once: how many
+   were answered 200 and how many 429 (with ``Retry-After``), the proxy's largest queue (must
+   stay <= ``--max-queue``), and the burst's p95 for the admitted ones;
+4. **cancellation**: ``--cancel`` clients each send one long request (``beam:16``, one engine
+   and one PRM call per round) and hang up after ``--cancel-after`` s; then, after a quiet
+   period, the engine calls the proxy made for them after they left (its
+   ``engine_calls_after_cancel``) and the upstream's requests counted during the quiet period.
 
 Run::
 
@@ -18,10 +26,12 @@ Run::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import threading
 import time
 
+import httpx
 import openai
 from serve_procs import policy_dir, policy_servers, process
 
@@ -81,6 +91,65 @@ def load(proxy_url: str, clients: int, seconds: float, model: str,
     return lat, errors
 
 
+def burst(proxy_url: str, n: int, model: str, max_tokens: int
+          ) -> tuple[list[float], list[int], list[str]]:
+    """``n`` requests released at once: latencies of the 200s, all status codes, Retry-Afters."""
+    lat: list[float] = []
+    codes: list[int] = []
+    retry: list[str] = []
+    lock = threading.Lock()
+    go = threading.Event()
+
+    def one(i: int) -> None:
+        body = {"model": model, "max_tokens": max_tokens, "seed": i,
+                "messages": [{"role": "user", "content": f"Q:{10 + i % 80}a+{i % 9 + 1}"}]}
+        go.wait()
+        t0 = time.perf_counter()
+        r = httpx.post(proxy_url + "/chat/completions", json=body, timeout=300,
+                       headers={"Authorization": f"Bearer {KEY}"})
+        with lock:
+            codes.append(r.status_code)
+            if r.status_code == 200:
+                lat.append(time.perf_counter() - t0)
+            elif r.status_code == 429:
+                retry.append(r.headers.get("Retry-After", ""))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    go.set()
+    for t in threads:
+        t.join()
+    return lat, codes, retry
+
+
+def cancel(proxy_url: str, upstream: str, n: int, after_s: float, model: str,
+           max_tokens: int, quiet_s: float) -> tuple[int, int, dict]:
+    """``n`` clients hang up after ``after_s``; (upstream requests in the quiet period after,
+    upstream requests during, the proxy's stats)."""
+    root = upstream.removesuffix("/v1")
+    base = httpx.get(root + "/health").json()["requests"]
+
+    def one(i: int) -> None:
+        body = {"model": model, "max_tokens": max_tokens, "seed": i,
+                "messages": [{"role": "user", "content": f"Q:{20 + i}a*3b+4c-5d*6"}]}
+        with contextlib.suppress(httpx.TimeoutException):
+            httpx.post(proxy_url + "/chat/completions", json=body, timeout=after_s,
+                       headers={"Authorization": f"Bearer {KEY}"})
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    time.sleep(1.0)  # the one call each search had in flight may still finish upstream
+    left = httpx.get(root + "/health").json()["requests"]
+    time.sleep(quiet_s)
+    end = httpx.get(root + "/health").json()["requests"]
+    stats = httpx.get(proxy_url.removesuffix("/v1") + "/health").json()
+    return end - left, left - base, stats
+
+
 def pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(q * len(xs)))]
@@ -95,14 +164,21 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--strategy", default="majority")
     ap.add_argument("--budget", type=int, default=4)
+    ap.add_argument("--max-queue", type=int, default=8)
+    ap.add_argument("--burst-factor", type=int, default=10)
+    ap.add_argument("--cancel", type=int, default=4)
+    ap.add_argument("--cancel-after", type=float, default=2.0)
+    ap.add_argument("--quiet", type=float, default=5.0)
     args = ap.parse_args()
     model = policy_dir(args.model)
     port = free_port()
     proxy_url = f"http://127.0.0.1:{port}/v1"
     with policy_servers(model, 1) as (upstream,), process(
-            ["serve", "--upstream", upstream, "--prm", "none", "--strategy", "majority",
-             "--budget", "1", "--api-key", KEY, "--port", str(port),
-             "--max-concurrent", str(args.clients)], f"http://127.0.0.1:{port}/health"):
+            ["serve", "--upstream", upstream, "--strategy", "majority", "--option",
+             "beam_width=4",
+             "--budget", "1", "--api-key", KEY, "--port", str(port), "--max-budget", "64",
+             "--max-concurrent", str(args.clients), "--max-queue", str(args.max_queue)],
+            f"http://127.0.0.1:{port}/health"):
         direct = openai.OpenAI(base_url=upstream, api_key="none", max_retries=0)
         proxy = openai.OpenAI(base_url=proxy_url, api_key=KEY, max_retries=0)
         d, p = overhead(direct, proxy, "ttscale-policy", args.rounds, args.max_tokens)
@@ -119,6 +195,22 @@ def main() -> None:
               f"p50 {pct(lat, 0.5) * 1000:.0f} ms, p95 {pct(lat, 0.95) * 1000:.0f} ms")
         for e in errors[:5]:
             print("  error:", e)
+        capacity = args.clients + args.max_queue
+        blat, codes, retry = burst(proxy_url, args.burst_factor * capacity, name,
+                                   args.max_tokens)
+        stats = httpx.get(f"http://127.0.0.1:{port}/health").json()
+        other = len(codes) - codes.count(200) - codes.count(429)
+        print(f"burst: {len(codes)} requests at once ({args.burst_factor}x capacity "
+              f"{args.clients} slots + {args.max_queue} queue): {codes.count(200)} x 200, "
+              f"{codes.count(429)} x 429 (Retry-After {sorted(set(retry))}), {other} other; "
+              f"largest queue {stats['max_waiting']} (cap {args.max_queue}); admitted p50 "
+              f"{pct(blat, 0.5) * 1000:.0f} ms, p95 {pct(blat, 0.95) * 1000:.0f} ms")
+        quiet, during, stats = cancel(proxy_url, upstream, args.cancel, args.cancel_after,
+                                      "ttscale@beam:16", 256, args.quiet)
+        print(f"cancellation: {args.cancel} clients hung up after {args.cancel_after:g} s; "
+              f"proxy cancelled {stats['cancelled']}, engine calls after the hang-up "
+              f"{stats['engine_calls_after_cancel']}; upstream requests while they waited "
+              f"{during}, in the {args.quiet:g} s after {quiet}")
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from tenacity import (
 )
 
 from ttscale.errors import ProblemError
+from ttscale.net.cancel import wait_future
 
 __all__ = ["PROBLEM_STATUS", "RETRY_STATUS", "ClientError", "PoolStats", "ReplicaPool",
            "RequestRefused", "ServerError", "normalize_urls"]
@@ -178,7 +179,8 @@ class ReplicaPool:
             coro.close()
             raise RuntimeError("a synchronous call was made from the HTTP pool's own loop; "
                                "await the async method instead")
-        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+        # waits through the current cancel token (if any): a cancelled search aborts its request
+        return wait_future(asyncio.run_coroutine_threadsafe(coro, loop))
 
     async def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
         """Await ``coro`` on the pool's loop from any event loop (the client is bound to it)."""

@@ -52,19 +52,23 @@ class PolicyServerConfig(BaseModel):
     max_n: int = Field(256, ge=1)
     max_prompts: int = Field(64, ge=1)
     max_request_bytes: int = Field(4 * 2**20, ge=1024)
+    max_tokens: int = Field(32768, ge=1)
+    #: seconds a client may take to send its body (408 past it)
+    body_timeout_s: float = Field(30.0, gt=0)
 
 
 class CompletionBody(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # strict: a number sent as a string is a 400, not silently converted
+    model_config = ConfigDict(extra="ignore", strict=True)
 
-    model: str | None = None
+    model: str | None = Field(None, max_length=200)
     prompt: str | list[str]
-    n: int = Field(1, ge=1)
-    max_tokens: int = Field(16, ge=1)
+    n: int = Field(1, ge=1, le=2**31)
+    max_tokens: int = Field(16, ge=1, le=2**31)
     temperature: float = Field(1.0, ge=0.0, le=100.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    stop: str | list[str] | None = None
-    seed: int | None = None
+    stop: str | list[str] | None = Field(None, max_length=64)
+    seed: int | None = Field(None, ge=-(2**63), le=2**64 - 1)
     logprobs: int | None = Field(None, ge=0, le=20)
     stream: bool = False
     echo: bool = False
@@ -96,7 +100,8 @@ def create_policy_app(generator: Any, config: PolicyServerConfig | None = None) 
     @app.post("/v1/completions")
     async def completions(request: Request) -> dict[str, Any]:
         check_api_key(request, cfg.api_keys)
-        body = validate(CompletionBody, await read_json(request, cfg.max_request_bytes))
+        data = await read_json(request, cfg.max_request_bytes, cfg.body_timeout_s)
+        body = validate(CompletionBody, data)
         check_model(body.model, cfg.model_name)
         if body.stream:
             raise ApiError(400, "stream=true is not supported by this server", param="stream")
@@ -111,8 +116,12 @@ def create_policy_app(generator: Any, config: PolicyServerConfig | None = None) 
         stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
         if any(not s for s in stop):
             raise ApiError(400, "stop strings must be non-empty", param="stop")
+        if body.max_tokens > cfg.max_tokens:
+            raise ApiError(400, f"max_tokens={body.max_tokens} exceeds this server's limit of "
+                           f"{cfg.max_tokens}", param="max_tokens")
+        seed = None if body.seed is None else body.seed % 2**32
         params = SamplingParams(n=n, temperature=body.temperature, top_p=body.top_p,
-                                max_tokens=body.max_tokens, stop=tuple(stop), seed=body.seed)
+                                max_tokens=body.max_tokens, stop=tuple(stop), seed=seed)
 
         def work() -> tuple[list[dict[str, Any]], int, int]:
             with lock:

@@ -55,22 +55,28 @@ class PRMServerConfig(BaseModel):
     step_tag: str | None = None
     api_keys: list[str] | None = None
     max_inputs: int = Field(256, ge=1)
-    max_request_bytes: int = Field(16 * 2**20, ge=1024)
+    max_request_bytes: int = Field(4 * 2**20, ge=1024)
+    #: characters of one input (prompt + steps) and of all inputs of a request, checked before
+    #: anything is tokenized: a multi-MB request must not hold the model (and memory) first
+    max_input_chars: int = Field(64 * 1024, ge=1)
+    max_total_chars: int = Field(1024 * 1024, ge=1)
+    #: seconds a client may take to send its body (408 past it)
+    body_timeout_s: float = Field(30.0, gt=0)
 
 
 class Message(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
     role: str
     content: str | list[dict[str, Any]]
 
 
 class PoolingBody(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
-    model: str | None = None
+    model: str | None = Field(None, max_length=200)
     input: str | list[str] | None = None
-    messages: list[Message] | None = None
-    task: str | None = None
+    messages: list[Message] | None = Field(None, max_length=1000)
+    task: str | None = Field(None, max_length=100)
 
 
 def _text_of(content: str | list[dict[str, Any]]) -> str:
@@ -124,6 +130,20 @@ def _score_qwen(scorer: Any, tag: str,
     return scores, sum(len(s) for s in seqs)
 
 
+def _check_sizes(inputs: list[str | list[dict[str, str]]], cfg: PRMServerConfig) -> None:
+    """Refuse oversized inputs by their length in characters, before tokenizing anything."""
+    total = 0
+    for i, item in enumerate(inputs):
+        n = len(item) if isinstance(item, str) else sum(len(m["content"]) for m in item)
+        if n > cfg.max_input_chars:
+            raise ApiError(400, f"input {i} has {n} characters, over this server's limit of "
+                           f"{cfg.max_input_chars}", "input_too_long", "input")
+        total += n
+    if total > cfg.max_total_chars:
+        raise ApiError(400, f"the inputs have {total} characters in all, over this server's "
+                       f"limit of {cfg.max_total_chars}", "input_too_long", "input")
+
+
 def create_prm_app(scorer: Any, config: PRMServerConfig | None = None) -> FastAPI:
     """The FastAPI app serving ``scorer`` (a ``TokenClassificationPRM`` or ``QwenPRM``)."""
     cfg = config or PRMServerConfig()
@@ -147,7 +167,8 @@ def create_prm_app(scorer: Any, config: PRMServerConfig | None = None) -> FastAP
 
     async def pooling(request: Request) -> dict[str, Any]:
         check_api_key(request, cfg.api_keys)
-        body = validate(PoolingBody, await read_json(request, cfg.max_request_bytes))
+        data = await read_json(request, cfg.max_request_bytes, cfg.body_timeout_s)
+        body = validate(PoolingBody, data)
         check_model(body.model, cfg.model_name)
         if body.task not in (None, "token_classify", "encode", "reward", "classify"):
             raise ApiError(400, f"task {body.task!r} is not supported; a PRM answers "
@@ -161,6 +182,7 @@ def create_prm_app(scorer: Any, config: PRMServerConfig | None = None) -> FastAP
             inputs = [body.input] if isinstance(body.input, str) else list(body.input or [])
         if not inputs or len(inputs) > cfg.max_inputs:
             raise ApiError(400, f"input: give 1 to {cfg.max_inputs} texts", param="input")
+        _check_sizes(inputs, cfg)
 
         def work() -> tuple[list[list[float]], int]:
             with lock:

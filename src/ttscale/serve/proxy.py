@@ -15,14 +15,27 @@ strategy against the upstream policy engine and the PRM, and answers with the ch
   ``Cost`` (FLOPs, wall time) is under ``ttscale.cost``.
 * **Streaming**: the final answer is streamed (server-sent events, OpenAI chunk format) once the
   search is done; ``stream_options.include_usage`` adds the usage chunk.
+* **Sampling is the server's**: the strategy samples with the server's ``temperature`` and
+  ``top_p`` (a test-time search needs diverse samples; a client's ``temperature: 0``, which
+  evaluation harnesses send by default, would make N identical greedy samples). A client's
+  ``temperature: 0`` asks for a *deterministic answer* instead: a fixed seed (the client's, else
+  the server's, else 0). A server configured with temperature 0 spends one sample, never N that
+  cannot differ. What was used is reported under ``ttscale.sampling``.
 * **Guards**: an API key is required (``Authorization: Bearer``) unless the server was started
-  without keys on purpose; request bodies, question length, ``max_tokens``, budget and numeric
-  options are capped; malformed input gets a 4xx with a one-line message, an upstream failure a
-  502, anything unexpected a generic 500; no stack trace is ever sent.
+  without keys on purpose; request bodies, question length, ``max_tokens``, budget and options
+  are validated strictly by type (a number sent as a string is a 400) and capped, and the total
+  compute of one request (engine samples, generated tokens) is bounded by a guard around every
+  engine call whatever the strategy (``ttscale.serve.guard``); OpenAI parameters the proxy does
+  not support (``logprobs``, ``tools``, ...) are refused by name; malformed input gets a 4xx with
+  a one-line message, an upstream failure a 502, a request past its deadline a 504, anything
+  unexpected a generic 500; no stack trace is ever sent.
+* **Admission**: at most ``max_concurrent`` searches run and ``max_queue`` wait; past that a
+  request is answered at once with 429 and ``Retry-After``. A client that disconnects (streaming
+  or not) cancels its search: queued, it never starts; running, its next engine/PRM call is not
+  made and the HTTP call in flight is aborted (``ttscale.net.cancel``).
 
-Strategies are synchronous code; each request runs in a worker thread (at most
-``max_concurrent`` at once, the rest wait), and the HTTP engines are safe to share across
-threads. In-process models are not: wrap them in ``Serialized``.
+Strategies are synchronous code; each request runs in a worker thread, and the HTTP engines are
+safe to share across threads. In-process models are not: wrap them in ``Serialized``.
 """
 
 from __future__ import annotations
@@ -30,6 +43,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
+import re
 import threading
 import time
 import uuid
@@ -42,6 +57,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from ttscale.net.cancel import Cancelled, CancelToken, DeadlineExceeded
 from ttscale.serve.common import (
     ApiError,
     check_api_key,
@@ -49,6 +65,7 @@ from ttscale.serve.common import (
     read_json,
     validate,
 )
+from ttscale.serve.guard import ComputeLimitExceeded, GuardedGenerator, GuardedScorer, RequestGuard
 from ttscale.serve.tasks import ProxyTask
 
 log = logging.getLogger("ttscale.serve.proxy")
@@ -83,7 +100,21 @@ class ProxyConfig(BaseModel):
     max_request_bytes: int = Field(256 * 1024, ge=1024)
     max_prompt_chars: int = Field(16000, ge=1)
     max_concurrent: int = Field(8, ge=1)
+    #: requests that may wait for a slot; past ``max_concurrent + max_queue`` the answer is 429
+    max_queue: int = Field(16, ge=0)
+    #: per-request deadline (queueing included); past it the search stops and the answer is 504
+    request_timeout_s: float = Field(300.0, gt=0)
+    #: one request may spend ``compute_factor`` x its budget full generations' worth of tokens
+    #: (``budget x max_tokens``) and engine samples (``budget x max_rounds``): room for lookahead
+    #: rollouts and a difficulty probe, not for an option that multiplies the work without bound
+    compute_factor: int = Field(8, ge=1)
+    #: absolute bounds on one request, whatever its budget
+    max_request_samples: int = Field(8192, ge=1)
+    max_request_tokens: int = Field(2**20, ge=1)
     max_options: int = Field(16, ge=0)
+    max_stop: int = Field(16, ge=0)
+    #: seconds a client may take to send its body (408 past it)
+    body_timeout_s: float = Field(30.0, gt=0)
 
     def search_settings(self, seed: int, temperature: float | None = None,
                         top_p: float | None = None, max_tokens: int | None = None) -> Any:
@@ -133,30 +164,54 @@ class Serialized:
 # ---- request bodies ------------------------------------------------------------------------
 
 
-class _Common(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+#: OpenAI parameters this proxy does not support: refused by name unless sent with their
+#: neutral value (clients that always send ``logprobs: null`` keep working)
+UNSUPPORTED = ("logprobs", "top_logprobs", "tools", "tool_choice", "functions", "function_call",
+               "response_format", "logit_bias", "best_of", "echo", "suffix", "presence_penalty",
+               "frequency_penalty", "audio", "modalities", "prediction", "parallel_tool_calls")
+_NEUTRAL: tuple[Any, ...] = (None, False, 0, "", [], {}, {"type": "text"}, "none")
 
-    model: str
+
+def _refuse_unsupported(data: dict[str, Any]) -> None:
+    for key in UNSUPPORTED:
+        value = data.get(key)
+        if key == "best_of" and value == 1 or key == "parallel_tool_calls" and value is True:
+            continue
+        if not any(value == v and type(value) is type(v) for v in _NEUTRAL):
+            raise ApiError(400, f"'{key}' is not supported by this test-time-scaling proxy "
+                           "(it answers with one searched solution); leave it out",
+                           "unsupported_parameter", key)
+
+
+_STRICT = ConfigDict(extra="ignore", strict=True)
+_SEED = 2**63 - 1
+
+
+class _Common(BaseModel):
+    model_config = _STRICT
+
+    model: str = Field(max_length=200)
     stream: bool = False
     stream_options: dict[str, Any] | None = None
-    max_tokens: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(None, ge=1, le=2**31)
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
-    seed: int | None = None
-    n: int = 1
+    seed: int | None = Field(None, ge=-_SEED - 1, le=2**64 - 1)
+    n: int = Field(1, ge=1, le=2**31)
+    stop: str | list[str] | None = None
     ttscale: dict[str, Any] | None = None
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = _STRICT
 
     role: str
     content: str | list[dict[str, Any]] | None = None
 
 
 class ChatBody(_Common):
-    messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=1000)
+    max_completion_tokens: int | None = Field(None, ge=1, le=2**31)
 
 
 class CompletionBody(_Common):
@@ -189,6 +244,9 @@ def resolve_request(model: str, extra: dict[str, Any] | None, cfg: ProxyConfig,
     strategy, budget, asked = default_strategy, cfg.default_budget, {}
     if sep:
         strat, colon, n = spec.partition(":")
+        if colon and not re.fullmatch(r"[0-9]{1,18}", n):
+            raise ApiError(400, f"model {model!r}: the budget after ':' must be ASCII digits",
+                           "invalid_budget", "model")
         if not strat:
             raise ApiError(400, f"model {model!r}: empty strategy after '@'", param="model")
         strategy = strat
@@ -228,7 +286,7 @@ def resolve_request(model: str, extra: dict[str, Any] | None, cfg: ProxyConfig,
 
 
 def _budget(value: Any, where: str) -> int:
-    if isinstance(value, str) and value.strip().isdigit():
+    if where == "model" and isinstance(value, str):  # checked as ASCII digits by the caller
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ApiError(400, f"{where}: budget must be an integer >= 1, got {value!r}",
@@ -246,12 +304,70 @@ def _options(value: Any, cfg: ProxyConfig) -> dict[str, Any]:
     for k, v in value.items():
         if k == POLICY_TABLE_OPTION:
             raise ApiError(400, f"ttscale.options.{k} is set by the server", param=k)
+        if not isinstance(k, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", k):
+            raise ApiError(400, "ttscale.options: option names are identifiers",
+                           param="ttscale.options")
         if not isinstance(v, (str, int, float, bool)) or (isinstance(v, str) and len(v) > 100):
             raise ApiError(400, f"ttscale.options.{k}: expected a short scalar value", param=k)
+        if isinstance(v, str) and _numeric(v):
+            # strategies accept digit strings from the command line; from a client they would
+            # slip past the numeric cap below
+            raise ApiError(400, f"ttscale.options.{k}: send numbers as JSON numbers, not as the "
+                           f"string {v!r}", "invalid_option", k)
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ApiError(400, f"ttscale.options.{k}: must be a finite number", param=k)
         if isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) > cap:
             raise ApiError(400, f"ttscale.options.{k}={v} exceeds this server's cap of {cap}",
                            param=k)
     return dict(value)
+
+
+def _numeric(text: str) -> bool:
+    t = text.strip().lstrip("+-")
+    if t.isdigit() or any(ch.isdigit() for ch in t[:1]):
+        return True
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _stops(body: ChatBody | CompletionBody, cfg: ProxyConfig) -> list[str]:
+    stops = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
+    if len(stops) > cfg.max_stop or any(not s or len(s) > 200 for s in stops):
+        raise ApiError(400, f"stop: give at most {cfg.max_stop} non-empty strings of at most 200 "
+                       "characters", param="stop")
+    return stops
+
+
+def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
+    """``text`` up to the first stop string (excluded, as the OpenAI API does); and whether one
+    was found. The search itself is not changed: its solution is cut afterwards."""
+    cuts = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return (text[:min(cuts)], True) if cuts else (text, False)
+
+
+def sampling_of(body: ChatBody | CompletionBody, cfg: ProxyConfig,
+                budget: int) -> tuple[dict[str, Any], int]:
+    """What the search samples with, and the budget it may spend (see the module docstring)."""
+    deterministic = body.temperature == 0.0 or body.seed is not None or cfg.seed is not None
+    if body.seed is not None:
+        seed = body.seed % 2**32
+    elif cfg.seed is not None:
+        seed = cfg.seed
+    elif body.temperature == 0.0:
+        seed = 0
+    else:
+        seed = int.from_bytes(uuid.uuid4().bytes[:4], "big")
+    used = budget if cfg.temperature > 0 else 1  # samples at temperature 0 cannot differ
+    info = {"temperature": cfg.temperature, "top_p": cfg.top_p, "seed": seed,
+            "deterministic": deterministic, "source": "server",
+            "client_temperature": body.temperature, "client_top_p": body.top_p}
+    if used != budget:
+        info["note"] = (f"the server samples at temperature 0: budget {budget} -> 1 (identical "
+                        "samples would change nothing)")
+    return info, used
 
 
 def _question(body: ChatBody | CompletionBody) -> str:
@@ -299,8 +415,15 @@ def create_proxy_app(generator: Any, scorer: Any, task: ProxyTask,
     app = FastAPI(title="ttscale proxy", docs_url=None, redoc_url=None, openapi_url=None)
     install_error_handlers(app)
     limiter = anyio.CapacityLimiter(cfg.max_concurrent)
-    stats: dict[str, Any] = {"requests": 0, "ok": 0, "errors": 0, "in_flight": 0}
+    stats: dict[str, Any] = {"requests": 0, "ok": 0, "errors": 0, "in_flight": 0,
+                             "admitted": 0, "max_admitted": 0, "running": 0, "waiting": 0,
+                             "max_waiting": 0,
+                             "rejected_busy": 0,
+                             "cancelled": 0, "timed_out": 0, "engine_calls": 0, "prm_calls": 0,
+                             "engine_calls_after_cancel": 0}
     app.state.stats = stats
+    #: recent search durations (seconds), for the Retry-After estimate
+    recent: list[float] = []
     app.state.default_strategy = default_strategy
 
     @app.get("/health")
@@ -315,10 +438,16 @@ def create_proxy_app(generator: Any, scorer: Any, task: ProxyTask,
         return {"object": "list", "data": [
             {"id": n, "object": "model", "created": 0, "owned_by": "ttscale"} for n in names]}
 
+    def retry_after() -> str:
+        typical = sorted(recent)[len(recent) // 2] if recent else 1.0
+        waves = (stats["waiting"] + 1) / cfg.max_concurrent
+        return str(max(1, min(300, math.ceil(typical * waves))))
+
     async def handle(request: Request, chat: bool) -> Any:
         stats["requests"] += 1
         check_api_key(request, cfg.api_keys)
-        data = await read_json(request, cfg.max_request_bytes)
+        data = await read_json(request, cfg.max_request_bytes, cfg.body_timeout_s)
+        _refuse_unsupported(data)
         body: ChatBody | CompletionBody = validate(ChatBody if chat else CompletionBody, data)
         if body.n != 1:
             raise ApiError(400, "n must be 1: the strategy already samples `budget` solutions "
@@ -336,24 +465,31 @@ def create_proxy_app(generator: Any, scorer: Any, task: ProxyTask,
         if max_tokens > cfg.max_tokens_cap:
             raise ApiError(400, f"max_tokens={max_tokens} exceeds this server's cap of "
                            f"{cfg.max_tokens_cap}", "max_tokens_too_large", "max_tokens")
+        stops = _stops(body, cfg)
+        sampling, spend = sampling_of(body, cfg, budget)
         rid = uuid.uuid4().hex
         # strategies derive their seeds from the problem id: name it by content, so the same
         # question with the same seed gets the same answer
         problem = task.problem("q-" + hashlib.sha256(question.encode()).hexdigest()[:16],
                                question)
-        seed = body.seed if body.seed is not None else (
-            cfg.seed if cfg.seed is not None else int.from_bytes(uuid.uuid4().bytes[:4], "big"))
-        run = _Run(generator, scorer, reviser, task, strategy, budget, options,
-                   cfg.search_settings(seed, body.temperature, body.top_p, max_tokens))
-        stats["in_flight"] += 1
-        try:
-            result = await anyio.to_thread.run_sync(run.solve, problem, limiter=limiter)
-        finally:
-            stats["in_flight"] -= 1
-        text = final_text(result, task)
+        token = CancelToken(deadline=time.monotonic() + cfg.request_timeout_s)
+        guard = RequestGuard(
+            max_samples=min(cfg.max_request_samples, cfg.compute_factor * spend * cfg.max_rounds),
+            max_tokens=min(cfg.max_request_tokens, cfg.compute_factor * spend * max_tokens),
+            token=token)
+        # the server's temperature and top-p (see sampling_of); the request's seed and length
+        run = _Run(generator, scorer, reviser, task, strategy, spend, options,
+                   cfg.search_settings(sampling["seed"], None, None, max_tokens), guard)
+        result = await _search(request, run, problem, token, guard)
+        text, stopped = cut_at_stop(final_text(result, task), stops)
         usage = usage_of(result.cost)
-        info = {"strategy": strategy, "budget": budget, "answer": result.answer,
-                "candidates": len(result.candidates), "cost": result.cost.to_dict()}
+        info = {"strategy": strategy, "budget": spend, "answer": result.answer,
+                "candidates": len(result.candidates), "cost": result.cost.to_dict(),
+                "sampling": sampling}
+        if spend != budget:
+            info["budget_requested"] = budget
+        if stopped:
+            info["cut_at_stop"] = True
         stats["ok"] += 1
         created = int(time.time())
         if body.stream:
@@ -388,6 +524,85 @@ def create_proxy_app(generator: Any, scorer: Any, task: ProxyTask,
             stats["errors"] += 1
             raise
 
+    async def _search(request: Request, run: _Run, problem: Any, token: CancelToken,
+                      guard: RequestGuard) -> Any:
+        """Run the search in a worker thread (after waiting for a slot) while watching the
+        client's connection and the deadline; either one stops it (see ``run.solve``)."""
+        # admission: a bounded number of searches run or wait; past it, answer now (checked
+        # and counted with no await in between, so a burst cannot slip past it)
+        if stats["admitted"] >= cfg.max_concurrent + cfg.max_queue:
+            stats["rejected_busy"] += 1
+            raise ApiError(429, f"the server is busy ({stats['running']} searches running, "
+                           f"{stats['waiting']} waiting); retry later", "server_busy",
+                           headers={"Retry-After": retry_after()})
+        stats["admitted"] += 1
+        stats["max_admitted"] = max(stats["max_admitted"], stats["admitted"])
+        try:
+            return await _admitted(request, run, problem, token, guard)
+        finally:
+            stats["admitted"] -= 1
+
+    async def _admitted(request: Request, run: _Run, problem: Any, token: CancelToken,
+                        guard: RequestGuard) -> Any:
+        outcome: dict[str, Any] = {}
+        started = time.monotonic()
+        cancelled_calls = 0
+
+        async def work(scope: anyio.CancelScope) -> None:
+            stats["waiting"] += 1
+            stats["max_waiting"] = max(stats["max_waiting"], stats["waiting"])
+            admitted = False
+            try:
+                async with limiter:
+                    stats["waiting"] -= 1
+                    admitted = True
+                    stats["running"] += 1
+                    stats["in_flight"] += 1
+                    try:
+                        outcome["result"] = await anyio.to_thread.run_sync(run.solve, problem)
+                    finally:
+                        stats["running"] -= 1
+                        stats["in_flight"] -= 1
+            except Exception as e:  # noqa: BLE001 (handed to the request below)
+                outcome["error"] = e
+            finally:
+                if not admitted:
+                    stats["waiting"] -= 1
+                scope.cancel()
+
+        async def watch(scope: anyio.CancelScope) -> None:
+            nonlocal cancelled_calls
+            while True:
+                message = await request.receive()
+                if message["type"] == "http.disconnect":
+                    cancelled_calls = guard.engine_calls
+                    token.cancel("the client disconnected")
+                    return
+
+        with anyio.move_on_after(cfg.request_timeout_s):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(work, tg.cancel_scope)
+                tg.start_soon(watch, tg.cancel_scope)
+        stats["engine_calls"] += guard.engine_calls
+        stats["prm_calls"] += guard.prm_calls
+        if token.cancelled:
+            stats["cancelled"] += 1
+            stats["engine_calls_after_cancel"] += guard.engine_calls - cancelled_calls
+            log.info("search cancelled: %s", token.reason)
+            raise ApiError(499, "the client disconnected", "client_closed")
+        if "error" in outcome:
+            if isinstance(outcome["error"], ApiError) and outcome["error"].status == 504:
+                stats["timed_out"] += 1
+            raise outcome["error"]
+        if "result" not in outcome:  # the deadline passed while it waited for a slot
+            token.cancel("deadline")
+            stats["timed_out"] += 1
+            raise ApiError(504, f"the request did not finish within {cfg.request_timeout_s:g} s",
+                           "timeout")
+        recent.append(time.monotonic() - started)
+        del recent[:-50]
+        return outcome["result"]
+
     return app
 
 
@@ -403,6 +618,7 @@ class _Run:
     budget: int
     options: dict[str, Any]
     settings: Any  # SearchSettings
+    guard: RequestGuard
 
     def solve(self, problem: Any) -> Any:
         from ttscale.errors import ProblemError
@@ -411,15 +627,36 @@ class _Run:
         from ttscale.strategies.registry import get_spec
 
         fn = get_spec(self.strategy)
+        guard = self.guard
+        generator = GuardedGenerator(self.generator, guard)
+        scorer = None if self.scorer is None else GuardedScorer(self.scorer, guard)
+        reviser = None if self.reviser is None else GuardedGenerator(self.reviser, guard)
         try:
-            ctx = search_context(fn, self.task, self.settings, self.generator,
-                                 scorer=self.scorer, reviser=self.reviser, options=self.options)
+            guard.token.check()  # cancelled or expired while it waited for a slot
+            ctx = search_context(fn, self.task, self.settings, generator,
+                                 scorer=scorer, reviser=reviser, options=self.options)
             return fn(problem, self.budget, ctx)
-        except ClientError as e:  # the upstream refused what we sent (e.g. prompt too long)
-            raise ApiError(400, f"the policy engine refused the request: {e.detail}") from None
+        except DeadlineExceeded:
+            raise ApiError(504, "the request ran past this server's deadline; the search was "
+                           "stopped", "timeout") from None
+        except Cancelled:
+            raise
+        except ComputeLimitExceeded as e:
+            raise ApiError(400, str(e), "compute_limit_exceeded") from None
+        except ClientError as e:
+            if e.status in (401, 403):  # our key, not the client's request
+                log.error("an upstream refused this server's API key: %s", e)
+                raise ApiError(502, "an upstream engine refused this server's credentials; "
+                               "the operator must configure its key", "upstream_auth") from None
+            # the upstream refused what we sent (e.g. prompt too long)
+            raise ApiError(400, f"an upstream engine refused the request: {e.detail}") from None
         except ProblemError as e:  # about this request only (e.g. a prompt that cannot fit)
             raise ApiError(400, f"this request failed: {e}") from None
         except ServerError as e:
+            if self.guard.token.deadline is not None and \
+                    time.monotonic() > self.guard.token.deadline:
+                raise ApiError(504, "the upstream engine did not answer before this request's "
+                               "deadline", "timeout") from None
             log.error("upstream failure: %s", e)
             raise ApiError(502, "the upstream engine failed after retries; try again later",
                            "upstream_error") from None
