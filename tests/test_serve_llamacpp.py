@@ -160,34 +160,41 @@ def test_a_prompt_longer_than_the_context_is_a_problem_error(llama_url):
     gen.close()
 
 
-def test_every_strategy_runs_with_n_above_the_slots_and_costs_per_choice(llama_url, prm, task):
+@pytest.fixture(scope="module")
+def engines(llama_url, prm):
     from ttscale.engines.openai import OpenAIGenerator
-    from ttscale.strategies import SearchContext, get_strategy, own_options
     from ttscale.verifiers.http_prm import HTTPPRM
 
     engine = OpenAIGenerator(llama_url)
     scorer = HTTPPRM(prm.url, input_format="chat")
-    for name in STRATEGIES:
-        gen = Recording(engine)
-        problem = next(iter(task.problems()))
-        ctx = SearchContext(task=task, generator=gen, scorer=scorer, seed=1, temperature=0.8,
-                            max_step_tokens=16, max_solution_tokens=48, max_rounds=3,
-                            options=own_options(name, {"beam_width": 2, "lookahead": 1,
-                                                       "chain_length": 2, "search_share": 0.5}))
-        r = get_strategy(name)(problem, 4, ctx)
-        cost = r.cost
-        print(f"{name:20s} answer={r.answer!s:8s} gen={cost.generations} "
-              f"prompt={cost.prompt_tokens} cached={cost.prompt_tokens_cached} "
-              f"out={cost.generated_tokens} prm={cost.prm_tokens}")
-        assert cost.generations == 4
-        assert cost.generated_tokens == sum(c.generated_tokens for c in gen.completions) > 0
-        assert cost.prompt_tokens == sum(c.prompt_tokens for c in gen.completions)
-        assert all(c.generated_tokens >= 1 for c in gen.completions)
-        if name != "majority":
-            assert cost.prm_tokens > 0
-    assert engine.max_n == SLOTS  # every strategy asked for more choices than slots
+    yield engine, scorer
     engine.close()
     scorer.close()
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_every_strategy_runs_with_n_above_the_slots_and_costs_per_choice(name, engines, task):
+    from ttscale.strategies import SearchContext, get_strategy, own_options
+
+    engine, scorer = engines
+    gen = Recording(engine)
+    problem = next(iter(task.problems()))
+    ctx = SearchContext(task=task, generator=gen, scorer=scorer, seed=1, temperature=0.8,
+                        max_step_tokens=12, max_solution_tokens=32, max_rounds=2,
+                        options=own_options(name, {"beam_width": 2, "lookahead": 1,
+                                                   "chain_length": 2, "search_share": 0.5}))
+    r = get_strategy(name)(problem, 4, ctx)  # n=4 (or 4 x multiplicity) > 2 slots
+    cost = r.cost
+    print(f"{name:20s} answer={r.answer!s:8s} gen={cost.generations} "
+          f"prompt={cost.prompt_tokens} cached={cost.prompt_tokens_cached} "
+          f"out={cost.generated_tokens} prm={cost.prm_tokens}")
+    assert cost.generations == 4
+    assert cost.generated_tokens == sum(c.generated_tokens for c in gen.completions) > 0
+    assert cost.prompt_tokens == sum(c.prompt_tokens for c in gen.completions)
+    assert all(c.generated_tokens >= 1 for c in gen.completions)
+    if name != "majority":
+        assert cost.prm_tokens > 0
+    assert engine.max_n == SLOTS
 
 
 def test_llama_cpp_python_server_is_sampled_one_by_one():
