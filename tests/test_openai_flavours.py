@@ -215,3 +215,21 @@ def test_only_a_refusal_of_n_teaches_the_limit(message, limit):
     from ttscale.net.pool import RequestRefused
 
     assert n_limit(RequestRefused(message, 400, message), 8) == limit
+
+
+def test_a_run_where_one_problem_overflows_the_context_completes(tmp_path):
+    import json
+
+    from ttscale.config import RunConfig
+    from ttscale.runner import run
+
+    path = tmp_path / "t.jsonl"
+    rows = [("a", "1+1?", 2), ("b", "x" * 500, 2), ("c", "2+2?", 4)]
+    path.write_text("".join(json.dumps({"question": q, "answer": f"#### {a}", "id": i}) + "\n"
+                            for i, q, a in rows))
+    with fake_server("llama-server", slots=2, n_ctx=300) as (url, _):
+        cfg = RunConfig(task=str(path), strategy="majority", budget=5, engine="openai",
+                        base_url=url, policy="fake", out=str(tmp_path / "runs"),
+                        max_solution_tokens=40)
+        summary = run(cfg, progress=False)
+    assert summary.n_failed == 1  # problem b: its prompt does not fit; a and c are graded
