@@ -10,8 +10,10 @@ Two kinds of strategy:
 * **pool** strategies (majority, best-of-n, weighted-best-of-n, and the ``oracle`` pass@N
   reference) are read off one pool of ``N_max`` samples per problem, for every budget at once;
 * **run** strategies (beam-m4, beam-msqrt, dvts, lookahead, the revision ratios revisions-par,
-  revisions-l4, revisions-sqrt, revisions-seq, and combined) search per budget, each (strategy,
-  budget) a stored run that resumes like ``ttscale run``.
+  revisions-l4, revisions-sqrt, revisions-seq, combined, particle-filtering, confidence-vote,
+  and the adaptive ones: deepconf-online, adaptive, adaptive-prm) search per budget, each
+  (strategy, budget) a stored run that resumes like ``ttscale run``. For the adaptive ones N is
+  a cap: their points sit at their mean realised cost (``adaptive_cost``).
 
 A run strategy fixes how its budget is split, and so which budgets it has a point at: ``width``
 is a beam width M (N a multiple of M), ``chain`` a revision chain length L (N/L chains of L
@@ -53,6 +55,9 @@ class SweepStrategy:
     needs_verifier: bool = True
     uses_reviser: bool = False
     extra_options: Mapping[str, Any] = field(default_factory=dict)
+    #: N is the most it may spend: it stops per question, so curves place its points at the
+    #: mean realised cost (generations, FLOPs), not at N
+    adaptive_cost: bool = False
 
     @property
     def from_pool(self) -> bool:
@@ -152,6 +157,11 @@ def combined_skip_reason(budget: int, options: Mapping[str, Any]) -> str | None:
     return None  # the default L (a divisor of N - N_b) always fits
 
 
+def any_budget(budget: int, options: Mapping[str, Any]) -> str | None:
+    """Strategies that run at every N >= 1 (particle filtering, confidence, adaptive)."""
+    return None
+
+
 ORACLE = SweepStrategy("oracle", "majority", pool_method="pass", needs_verifier=False)
 
 #: every strategy name ``--strategies`` accepts, in display order
@@ -168,6 +178,14 @@ STRATEGIES: dict[str, SweepStrategy] = {s.name: s for s in (
     SweepStrategy("revisions-sqrt", "revisions", chain="sqrt", uses_reviser=True),
     SweepStrategy("revisions-seq", "revisions", chain="n", uses_reviser=True),
     SweepStrategy("combined", "combined", budget_check=combined_skip_reason, uses_reviser=True),
+    SweepStrategy("particle-filtering", "particle-filtering", budget_check=any_budget),
+    SweepStrategy("confidence-vote", "confidence-vote", budget_check=any_budget,
+                  needs_verifier=False),
+    SweepStrategy("deepconf-online", "deepconf-online", budget_check=any_budget,
+                  needs_verifier=False, adaptive_cost=True),
+    SweepStrategy("adaptive", "adaptive", budget_check=any_budget, needs_verifier=False,
+                  adaptive_cost=True),
+    SweepStrategy("adaptive-prm", "adaptive-prm", budget_check=any_budget, adaptive_cost=True),
 )}
 
 #: names that stand for several curves

@@ -55,8 +55,11 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def _series(summary: Mapping[str, Any], name: str, value: Any) -> tuple[list[int], list[float]]:
-    """(budgets, values) of one strategy, budgets where it has a point only."""
+def _series(summary: Mapping[str, Any], name: str, value: Any,
+            bin_key: tuple[str, str] | None = None) -> tuple[list[float], list[float]]:
+    """(x, values) of one strategy where it has a point: x is the budget N, or for an adaptive
+    strategy (N is only its cap) its mean realised generations, overall or in the bin
+    ``bin_key`` = (family, label)."""
     xs, ys = [], []
     for b in summary["budgets"]:
         e = summary["results"].get(name, {}).get(str(b))
@@ -65,7 +68,13 @@ def _series(summary: Mapping[str, Any], name: str, value: Any) -> tuple[list[int
         v = value(e)
         if v is None or (isinstance(v, float) and math.isnan(v)):
             continue
-        xs.append(int(b))
+        x: Any = float(b)
+        if e.get("adaptive_cost"):
+            x = (e.get("generations_by_bin", {}).get(bin_key[0], {}).get(bin_key[1])
+                 if bin_key else e["cost"].get("generations"))
+            if not x:
+                continue
+        xs.append(float(x))
         ys.append(float(v))
     return xs, ys
 
@@ -109,7 +118,7 @@ def accuracy_vs_budget(summary: Mapping[str, Any]) -> bytes:
         if xs:
             ax.plot(_dodge(xs, name, names), ys, **_style(name, names))
     _budget_axis(ax, summary["budgets"])
-    ax.set_xlabel("generation budget N (log2)")
+    ax.set_xlabel("generation budget N (log2); adaptive methods: mean realised generations")
     ax.set_ylabel("accuracy")
     ax.set_title(f"{summary['task']}: accuracy vs budget ({summary['n_problems']} questions)")
     ax.legend(fontsize=8, loc="best")
@@ -132,7 +141,8 @@ def accuracy_by_bin(summary: Mapping[str, Any], family: str, title: str) -> byte
         ax = axes[i // cols][i % cols]
         for name in names:
             xs, ys = _series(summary, name,
-                             lambda e, lb=label: e["accuracy_by_bin"].get(family, {}).get(lb))
+                             lambda e, lb=label: e["accuracy_by_bin"].get(family, {}).get(lb),
+                             (family, label))
             if xs:
                 ax.plot(_dodge(xs, name, names), ys, **_style(name, names))
         _budget_axis(ax, summary["budgets"])

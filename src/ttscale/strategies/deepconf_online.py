@@ -10,9 +10,9 @@ With budget N (the most traces that may be started):
 2. **threshold**: ``s`` = the ``(1 - keep)`` quantile of the warm-up traces' lowest group
    confidences (``keep=0.9``: DeepConf-high, the 10th percentile; ``keep=0.1``: DeepConf-low,
    the 90th). Warm-up traces at or above ``s`` vote;
-3. **online traces**, ``batch`` at a time, are generated step by step (one engine call per step
-   for the whole batch, copies of one prefix sent once, the task's step delimiter as stop
-   string, log-probabilities on): after
+3. **online traces**, ``batch`` at a time (default 16), are generated step by step (one
+   engine call per step for the whole batch, copies of one prefix sent once, the task's step
+   delimiter as stop string, log-probabilities on): after
    every step, a trace whose lowest group confidence so far is below ``s`` is **stopped** (it
    never votes; the tokens it generated stay in the cost). A trace that finishes with its trace
    score at or above ``s`` votes;
@@ -68,7 +68,7 @@ class DeepConfOnlineOptions(ConfidenceOptions):
     keep: float = Field(0.9, gt=0, le=1, description="threshold at the (1-keep) quantile")
     consensus: float | None = Field(0.95, gt=0.5, le=1,
                                     description="vote share that stops sampling (None: never)")
-    batch: int = Field(8, ge=1, description="online traces generated together")
+    batch: int = Field(16, ge=1, description="online traces generated together")
 
 
 @dataclass
