@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from ttscale.strategies import SearchContext, get_strategy
+from ttscale.strategies import SearchContext, get_strategy, own_options
 from ttscale.tasks.testbed import TestbedTask
 from ttscale.verifiers.base import StepScores
 
@@ -104,7 +104,9 @@ def main() -> None:
     base = SearchContext(task=task, generator=gen, scorer=scorer, max_step_tokens=16,
                          max_solution_tokens=96, max_rounds=args.max_rounds,
                          options={"beam_width": args.beam_width})
-    get_strategy("majority")(problems[0], 2, base.fresh())  # warm-up (first call allocations)
+    warm = base.fresh()
+    warm.options = {}
+    get_strategy("majority")(problems[0], 2, warm)  # warm-up (first call allocations)
     walls: dict[str, float] = {}
     print(f"{'strategy':<20}{'wall s':>9}{'wall/bon':>10}{'overhead':>10}{'gen tok':>10}"
           f"{'prompt tok':>12}{'rounds':>8}")
@@ -114,6 +116,7 @@ def main() -> None:
         gen_tok = prompt_tok = rounds = 0
         for problem in problems:
             ctx = base.fresh()
+            ctx.options = own_options(name, {"beam_width": args.beam_width})
             t0 = time.perf_counter()
             result = fn(problem, args.budget, ctx)
             wall += time.perf_counter() - t0

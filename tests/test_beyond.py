@@ -256,7 +256,7 @@ def test_confidence_vote_needs_logprobs_and_valid_options():
     with pytest.raises(ValueError, match="confidence-vote: option keep=0"):
         get_strategy("confidence-vote")(p, 4, ctx)
     ctx, _, _ = make(scorer=False, windw=3)
-    with pytest.raises(ValueError, match="option windw"):
+    with pytest.raises(ValueError, match="no option 'windw'; did you mean 'window'"):
         get_strategy("confidence-vote")(p, 4, ctx)
 
 
@@ -374,6 +374,11 @@ def test_adaptive_option_errors():
     ctx, _, _ = make(vote="argmax", rule="beta")
     with pytest.raises(ValueError, match="vote=argmax has no vote counts"):
         get_strategy("adaptive-prm")(p, 8, ctx)
+    # the registry checks them before any model is loaded
+    from ttscale.strategies.registry import parse_options
+
+    with pytest.raises(ValueError, match="adaptive: rule=esc needs round_size >= 2"):
+        parse_options("adaptive", {"rule": "esc", "round_size": 1}, budget=8)
 
 
 def test_adaptive_saves_samples_at_equal_accuracy():

@@ -280,7 +280,8 @@ def test_set_values_are_yaml_typed_and_dotted():
     cfg = build_config(None, {"task": "testbed", "strategy": "beam", "budget": 4,
                               "options.beam_width": 2},
                        ["options.aggregation=min", "limit=null", "options.extra.depth=3",
-                        "temperature=0.5"])
+                        "temperature=0.5"],
+                       check_options=False)  # beam has no option 'extra': merging is tested here
     assert cfg.options == {"beam_width": 2, "aggregation": "min", "extra": {"depth": 3}}
     assert cfg.limit is None and cfg.temperature == 0.5
 
@@ -333,9 +334,14 @@ def test_grade_errors(capsys, tmp_path):
     code, _, err = run_cli(capsys, ["grade", "--in", str(tmp_path / "none.jsonl")])
     assert_one_line_error(code, err, "none.jsonl", "not found")
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"pred": "1", "gold": "1"}\n{"pred": "1"\n')
-    code, _, err = run_cli(capsys, ["grade", "--in", str(bad)])
-    assert_one_line_error(code, err, "bad.jsonl", "2")
+    bad.write_text('{"pred": "1", "gold": "1", "id": "a"}\n{"pred": "1"\n')
+    out = tmp_path / "out.jsonl"
+    code, stdout, err = run_cli(capsys, ["grade", "--in", str(bad), "--out", str(out), "--json"])
+    assert_one_line_error(code, err, "bad.jsonl:2", "invalid JSON")
+    graded = [json.loads(line) for line in out.read_text().splitlines()]  # nothing lost
+    assert graded[0]["id"] == "a" and graded[0]["equal"] is True
+    assert graded[1]["raw"] == '{"pred": "1"' and "bad.jsonl:2" in graded[1]["error"]
+    assert json.loads(stdout)["n_errors"] == 1
     code, _, err = run_cli(capsys, ["grade"])
     assert_one_line_error(code, err, "--in")
 

@@ -86,8 +86,8 @@ def test_boxed_dfrac_extracted_then_graded():
     ("(1, \\frac{4}{2}]", "\\left( 1, 2 \\right]", True),
     ("[1,2)", "(1,2]", False),
     ("(5, \\infty) \\cup (-\\infty, 3)", "(-\\infty,3)\\cup(5,\\infty)", True),
-    ("\\{3, 2, 1\\}", "\\{1,2,3\\}", True),
-    ("\\{1, 2\\}", "\\{1,2,3\\}", False),
+    ("\\{3, \\sqrt2, 1\\}", "\\{1,\\sqrt{2},3\\}", True),   # plain-number sets: fast path
+    ("\\{1, \\sqrt2\\}", "\\{1,\\sqrt2,3\\}", False),
     ("\\frac{\\sqrt2}{2}", "\\sqrt{2}/2", True),
     ("\\frac{1}{\\sqrt{2}}", "\\frac{\\sqrt{2}}{2}", True),
     ("x=5", "5", True),

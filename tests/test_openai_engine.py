@@ -3,20 +3,23 @@ tiny random-init transformers model), plus unit tests of its response parsing.""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from serve_helpers import hf_policy, policy_server, prm_server, token_prm
 
 from ttscale.engines.base import Generator, SamplingParams
-from ttscale.engines.http_pool import ClientError, ServerError
 from ttscale.engines.openai import (
     OpenAIGenerator,
-    _split,
     guess_parameters,
     parse_completion,
+    prompt_seed,
     sample_seed,
 )
+from ttscale.engines.openai_wire import _split
+from ttscale.net.pool import ClientError, ServerError
 from ttscale.serve.common import free_port
-from ttscale.serve.faults import FaultyRelay
+from ttscale.testing.faults import FaultyRelay
 
 PROMPTS = ["Q:12a+3b*2\n", "Q:50a-1\n", "Q:12a+3b*2\n"]
 STEP = SamplingParams(n=3, temperature=1.0, max_tokens=12, stop=("\n",), seed=7)
@@ -119,8 +122,11 @@ def test_completions_match_the_engine_behind_the_server(server, hf):
     assert gen.num_parameters == hf.num_parameters
     assert gen.n_supported is True
     assert [len(r) for r in out] == [3, 3, 3]
-    # the server seeds every prompt alike, as vLLM does: a repeated prompt repeats its samples
-    assert texts(out)[0] == texts(out)[2]
+    # each prompt of a call gets its own seed (prompt 0 keeps it): a repeated prompt draws
+    # other samples, exactly the engine's samples under that prompt's seed
+    assert texts(out)[0] != texts(out)[2]
+    again = hf.generate([PROMPTS[2]], replace(STEP, seed=prompt_seed(STEP.seed, 2)))[0]
+    assert texts(out)[2] == [c.text for c in again]
     direct = hf.generate([PROMPTS[0]], STEP)[0]
     assert texts(out)[0] == [c.text for c in direct]
     assert [c.finish_reason for c in out[0]] == [c.finish_reason for c in direct]
@@ -136,9 +142,10 @@ def test_the_async_api_gives_the_same_samples(server):
 
     gen = OpenAIGenerator(server.url + "/v1")
 
-    async def both():
+    async def both():  # prompt 1 of a call is seeded prompt_seed(seed, 1)
+        second = replace(STEP, seed=prompt_seed(STEP.seed, 1))
         return await asyncio.gather(gen.agenerate(PROMPTS[:1], STEP),
-                                    gen.agenerate(PROMPTS[1:2], STEP))
+                                    gen.agenerate(PROMPTS[1:2], second))
 
     a, b = asyncio.run(both())
     assert texts(a + b) == texts(gen.generate(PROMPTS[:2], STEP))

@@ -54,7 +54,7 @@ def make(accuracy: float, table: str, **options):
     gen = FakeGenerator(accuracy=accuracy)
     sc = CountingScorer(noise=0.0)
     ctx = SearchContext(task=TASK, generator=gen, scorer=sc, seed=1, max_step_tokens=16,
-                        max_rounds=12, options={"policy": table, **options})
+                        max_rounds=12, options={"policy_table": table, **options})
     return ctx, gen, sc
 
 
@@ -185,8 +185,8 @@ def test_errors_are_clear(tmp_path):
     table = write_table(tmp_path, {"strategy": "majority", "options": {}},
                         {"strategy": "majority", "options": {}})
     ctx, _, _ = make(1.0, table)
-    ctx.options.pop("policy")
-    with pytest.raises(ValueError, match="needs a policy table: --set options.policy="):
+    ctx.options.pop("policy_table")
+    with pytest.raises(ValueError, match="needs a policy table: --set options.policy_table="):
         run(ctx, 4)
     with pytest.raises(ValueError, match="policy table .*none.json not found"):
         run(make(1.0, str(tmp_path / "none.json"))[0], 4)
@@ -211,7 +211,7 @@ def test_ttscale_run_compute_optimal_on_real_tiny_models(tmp_path, capsys, tiny_
                         budgets=(2, 4))
     argv = ["run", "--task", "testbed", "--strategy", "compute-optimal", "--budget", "4",
             "--limit", "2", "--out", str(tmp_path / "o"), "--policy", str(tiny_policy_dir),
-            "--prm", str(tiny_prm_dir), "--set", f"options.policy={table}",
+            "--prm", str(tiny_prm_dir), "--set", f"options.policy_table={table}",
             "--set", "max_solution_tokens=12", "--set", "max_step_tokens=6",
             "--set", "max_rounds=2", "--json", "--no-progress"]
     code = main(argv)
@@ -240,7 +240,7 @@ def test_run_key_follows_the_policy_table_content(tmp_path):
     table = tmp_path / "policy.json"
     table.write_text('{"v": 1}')
     cfg = RunConfig(task="testbed", strategy="compute-optimal", budget=4,
-                    options={"policy": str(table)})
+                    options={"policy_table": str(table)})
     before = run_key(cfg, "policy", "prm")
     table.write_text('{"v": 2}')
     assert run_key(cfg, "policy", "prm") != before

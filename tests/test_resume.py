@@ -24,15 +24,15 @@ DRIVER = r"""
 import os, sys, time
 import torch
 torch.set_num_threads(int(os.environ["TTSCALE_TEST_THREADS"]))  # same numerics as the parent
-import ttscale.strategies
-from ttscale.strategies.base import STRATEGIES
+import dataclasses
+from ttscale.strategies.registry import STRATEGIES
 inner = STRATEGIES["majority"]
 def logged(problem, budget, ctx):
     with open(os.environ["TTSCALE_TEST_CALL_LOG"], "a") as f:
         f.write(problem.id + "\n")
     time.sleep(float(os.environ["TTSCALE_TEST_DELAY_S"]))
     return inner(problem, budget, ctx)
-STRATEGIES["majority"] = logged
+STRATEGIES["majority"] = dataclasses.replace(inner, fn=logged)
 from ttscale.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -101,8 +101,9 @@ def test_kill_and_resume_recomputes_nothing_stored(tmp_path, capsys, monkeypatch
     conn.close()
 
     # rerun the same command in this process, counting strategy calls
-    import ttscale.strategies  # noqa: F401  (registers the built-ins)
-    from ttscale.strategies.base import STRATEGIES
+    import dataclasses
+
+    from ttscale.strategies.registry import STRATEGIES
 
     inner = STRATEGIES["majority"]
     calls: list[str] = []
@@ -111,7 +112,7 @@ def test_kill_and_resume_recomputes_nothing_stored(tmp_path, capsys, monkeypatch
         calls.append(problem.id)
         return inner(problem, budget, ctx)
 
-    monkeypatch.setitem(STRATEGIES, "majority", counted)
+    monkeypatch.setitem(STRATEGIES, "majority", dataclasses.replace(inner, fn=counted))
     assert main([*args, "--out", str(out_a)]) == 0
     resumed = json.loads(capsys.readouterr().out)
     after = _rows(db_a)

@@ -13,9 +13,9 @@ import pytest
 from serve_helpers import hf_policy, policy_server, prm_server, token_prm
 
 from ttscale.engines.openai import OpenAIGenerator
-from ttscale.serve.faults import FaultyRelay
-from ttscale.strategies import SearchContext, get_strategy
+from ttscale.strategies import SearchContext, get_strategy, own_options
 from ttscale.tasks import testbed
+from ttscale.testing.faults import FaultyRelay
 from ttscale.verifiers.http_prm import HTTPPRM
 
 TASK = testbed.TestbedTask(split="test", n=3, min_ops=2, max_ops=3)
@@ -40,7 +40,7 @@ def solve_all(policy_url: str, prm_url: str, **client_kw):
             for problem in TASK.problems():
                 ctx = SearchContext(task=TASK, generator=gen, scorer=scorer, seed=3,
                                     max_step_tokens=6, max_solution_tokens=24, max_rounds=3,
-                                    options={"beam_width": 2, "lookahead": 1})
+                                    options=own_options(name, {"beam_width": 2, "lookahead": 1}))
                 out[name, problem.id] = get_strategy(name)(problem, 4, ctx)
     finally:
         gen.close()

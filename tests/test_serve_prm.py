@@ -7,7 +7,7 @@ import httpx
 import pytest
 from serve_helpers import prm_server, qwen_prm, token_prm
 
-from ttscale.engines.http_pool import ClientError, ServerError
+from ttscale.net.pool import ClientError, ServerError
 from ttscale.verifiers import load_verifier
 from ttscale.verifiers.base import StepScorer
 from ttscale.verifiers.http_prm import HTTPPRM, chatml_user_turn, render_chatml

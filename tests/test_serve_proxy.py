@@ -238,7 +238,7 @@ def test_the_default_is_the_compute_optimal_policy_table(upstream, tmp_path):
     assert app.state.default_strategy == "compute-optimal"
     with ServerThread(app) as server:
         r = post(server, chat(seed=1))
-        sneaky = post(server, chat(ttscale={"options": {"policy": "/etc/passwd"}}))
+        sneaky = post(server, chat(ttscale={"options": {"policy_table": "/etc/passwd"}}))
     assert r.status_code == 200, r.text
     info = r.json()["ttscale"]
     assert info["strategy"] == "compute-optimal"

@@ -148,7 +148,7 @@ def test_numeric_string_options_from_a_command_line_are_accepted():
 
 @pytest.mark.parametrize("name", ALL)
 def test_cost_is_the_sum_of_what_engine_and_verifier_reported(name):
-    ctx, gen, sc = make(beam_width=4)
+    ctx, gen, sc = make()  # beam_width 4 is the default; majority and best-of-N take no beam width
     result = get_strategy(name)(TASK.problems()[3], 16, ctx)
     c = result.cost
     assert c.generations == 16
@@ -184,7 +184,7 @@ def test_full_solution_strategies_make_one_engine_call_of_n(name):
 
 @pytest.mark.parametrize("name", ["beam", "dvts"])
 def test_tree_search_makes_one_engine_and_one_verifier_call_per_round(name):
-    ctx, gen, sc = make(beam_width=4)
+    ctx, gen, sc = make()  # beam_width 4 is the default
     ctx.max_step_tokens = 17
     result = get_strategy(name)(TASK.problems()[5], 16, ctx)
     rounds = len(result.trace)
@@ -355,7 +355,7 @@ def test_beam_with_a_perfect_verifier_beats_majority_when_steps_are_unreliable()
     correct = Counter()
     for problem in HARD.problems():
         for name in ["majority", "beam"]:
-            ctx, _, _ = make(accuracy=0.5, noise=0.0, task=HARD, beam_width=4)
+            ctx, _, _ = make(accuracy=0.5, noise=0.0, task=HARD)  # beam_width 4 is the default
             correct[name] += get_strategy(name)(problem, 16, ctx).answer == problem.answer
     assert correct["beam"] > correct["majority"]
     assert correct["beam"] >= len(HARD.problems()) // 2
@@ -491,7 +491,7 @@ def test_dvts_with_one_subtree_is_greedy_search():
 @pytest.mark.parametrize("name", ALL)
 def test_identical_seeds_give_identical_results(name):
     def run(seed):
-        ctx, gen, _ = make(accuracy=0.6, noise=0.2, seed=seed, beam_width=4)
+        ctx, gen, _ = make(accuracy=0.6, noise=0.2, seed=seed)  # beam_width 4 is the default
         return get_strategy(name)(HARD.problems()[4], 16, ctx), gen
 
     (a, gen_a), (b, _), (c, gen_c) = run(3), run(3), run(4)

@@ -13,7 +13,7 @@ from dataclasses import asdict
 import pytest
 from fakes import FakeScorer
 
-from ttscale.strategies import SearchContext, get_strategy
+from ttscale.strategies import SearchContext, get_strategy, own_options
 from ttscale.tasks import testbed
 
 hf = pytest.importorskip("ttscale.engines.hf")
@@ -42,7 +42,7 @@ def generator():
 def run(name: str, generator, seed: int = 0):
     ctx = SearchContext(task=TASK, generator=generator, scorer=FakeScorer(noise=0.2), seed=seed,
                         max_step_tokens=6, max_solution_tokens=24, max_rounds=3,
-                        options={"beam_width": 2, "lookahead": 1})
+                        options=own_options(name, {"beam_width": 2, "lookahead": 1}))
     return get_strategy(name)(TASK.problems()[0], 4, ctx)
 
 

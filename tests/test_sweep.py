@@ -227,31 +227,27 @@ def test_revision_curves_fix_the_chain_length_and_skip_invalid_budgets():
 
 
 def test_the_plan_knows_which_curves_load_the_revision_model():
-    """The run key follows ``runner.uses_reviser``; the plan must load the model for the same
-    strategies."""
-    from ttscale.runner import uses_reviser
-    from ttscale.strategies.base import get_strategy
+    """The run key follows the spec's ``uses_reviser``; the plan must load the model for the
+    same strategies."""
+    from ttscale.strategies.registry import get_spec
 
     for s in plan_mod.STRATEGIES.values():
-        assert s.uses_reviser == uses_reviser(s.base, get_strategy(s.base)), s.name
+        assert s.uses_reviser == get_spec(s.base).uses_reviser, s.name
 
 
 @pytest.mark.parametrize("options", [{}, {"beam_width": 2}, {"search_share": 0.25},
                                      {"beam_width": 2, "chain_length": 3},
                                      {"search_share": 1.0, "beam_width": 3}])
 def test_combined_skip_reasons_are_exactly_the_budgets_the_strategy_rejects(options):
-    from types import SimpleNamespace
-
-    from ttscale.strategies.combined import split_budget
-    from ttscale.strategies.revisions import chain_length_option, window_option
+    from ttscale.strategies.combined import CombinedOptions
 
     combined = plan_mod.STRATEGIES["combined"]
     for n in range(1, 41):
-        ctx = SimpleNamespace(options=dict(options))
+        opts = CombinedOptions.model_validate(options)
         try:
-            _, n_rev, _ = split_budget(ctx, n)
+            _, n_rev = opts.split(n)
             if n_rev:
-                chain_length_option(ctx, n_rev, window_option(ctx), "combined")
+                opts.chain_length_for(n_rev)
             runs = True
         except ValueError:
             runs = False
@@ -390,7 +386,9 @@ def test_interrupted_sweep_resumes_without_recomputing(tmp_path):
     # interrupt the second sweep inside its beam-m4 N=16 run, after 4 problems
     cfg2, plan2 = _config(cut_dir)
     gen, scorer = FakeGenerator(accuracy=lambda k: 0.95 ** (2 * k)), FakeScorer(noise=0.3)
-    from ttscale.strategies.base import STRATEGIES
+    import dataclasses
+
+    from ttscale.strategies.registry import STRATEGIES
 
     inner = STRATEGIES["beam"]
     calls: list[tuple[str, int, int]] = []  # (problem, N, M)
@@ -400,10 +398,10 @@ def test_interrupted_sweep_resumes_without_recomputing(tmp_path):
         if armed[0] and budget == 16 and len([c for c in calls if c[1] == 16]) == 4:
             armed[0] = False
             raise Interrupt
-        calls.append((problem.id, budget, ctx.options["beam_width"]))
+        calls.append((problem.id, budget, ctx.options.beam_width))
         return inner(problem, budget, ctx)
 
-    STRATEGIES["beam"] = flaky
+    STRATEGIES["beam"] = dataclasses.replace(inner, fn=flaky)
     try:
         with pytest.raises(Interrupt):
             sweep(cfg2, plan2, progress=False, parts=_fake_parts(cfg2, gen, scorer))

@@ -81,7 +81,8 @@ def run_cmd(
         "--task", help="'testbed' or a .jsonl file of problems.")] = None,
     strategy: Annotated[str | None, typer.Option(
         "--strategy", help="majority, best-of-n, weighted-best-of-n, beam, lookahead, dvts, "
-        "revisions, combined, compute-optimal.")] = None,
+        "revisions, combined, compute-optimal (`ttscale strategies` lists their options).")
+    ] = None,
     budget: Annotated[int | None, typer.Option(
         "--budget", help="Generations per problem (N).")] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="First K problems only.")] = None,
@@ -176,45 +177,102 @@ def _print_summary(s: Any) -> None:
         console.print(d)
 
 
+# ---- ttscale strategies --------------------------------------------------------------------
+
+
+@app.command("strategies")
+def strategies_cmd(
+    json_out: Annotated[bool, typer.Option(
+        "--json", help="Print one JSON object on stdout instead of text.")] = False,
+) -> None:
+    """List every strategy with its options (from its typed options model): set them with
+    --set options.NAME=VALUE."""
+    from ttscale.strategies.registry import STRATEGIES, options_doc
+
+    if json_out:
+        typer.echo(json.dumps({name: {
+            "description": spec.description, "needs_verifier": spec.needs_verifier,
+            "uses_reviser": spec.uses_reviser,
+            "options": {k: {"type": t, "default": d, "description": h}
+                        for k, t, d, h in options_doc(spec)}}
+            for name, spec in STRATEGIES.items()}))
+        return
+    for name, spec in STRATEGIES.items():
+        facts = [] if spec.needs_verifier else ["no verifier"]
+        if spec.uses_reviser:
+            facts.append("uses the revision model")
+        more = f" [{', '.join(facts)}]" if facts else ""
+        typer.echo(f"{name}: {spec.description}{more}")
+        rows = options_doc(spec)
+        if not rows:
+            typer.echo("    (no options)")
+        for key, kind, default, doc in rows:
+            typer.echo(f"    options.{key} ({kind}, default {default}): {doc}")
+
+
 # ---- ttscale grade -------------------------------------------------------------------------
 
 
 @app.command("grade")
 def grade_cmd(
     in_path: Annotated[Path, typer.Option(
-        "--in", help='JSONL file, one {"pred": ..., "gold": ...} per line.')],
+        "--in", help='JSONL: per line "pred" or "response", and "gold" or "gold_solution".')],
     out: Annotated[Path | None, typer.Option(
         "--out", help="Write graded lines here (default: stdout).")] = None,
     json_out: Annotated[bool, typer.Option(
         "--json", help="Summary as one JSON object (stdout with --out, else stderr).")] = False,
+    timeout: Annotated[float, typer.Option(
+        "--timeout", help="Seconds per math-verify check (killed after).")] = 5.0,
+    ordered_lists: Annotated[bool, typer.Option(
+        "--ordered-lists", help="Compare bare comma lists in order (default: as sets).")] = False,
+    require_reduced: Annotated[bool, typer.Option(
+        "--require-reduced", help="A fraction not in lowest terms is wrong.")] = False,
+    rel_tol: Annotated[float, typer.Option(
+        "--rel-tol", help="Relative tolerance for plain numbers (default 0: exact).")] = 0.0,
+    accept_rounded: Annotated[bool, typer.Option(
+        "--accept-rounded", help="Accept a decimal that is gold rounded to its digits.")] = False,
+    no_choice_letters: Annotated[bool, typer.Option(
+        "--no-choice-letters", help='Do not match "B" against "(B) 12".')] = False,
 ) -> None:
-    """Grade predictions against gold answers: each output line adds equal, reason, seconds.
+    """Grade predictions against gold answers: each output line adds equal, reason, seconds and
+    the extracted pred and gold compared; other fields are echoed.
 
     Model text is never executed; every check is bounded in time. Without --out the graded lines
-    go to stdout and the summary to stderr.
+    go to stdout and the summary to stderr. A bad line gets an output line with "error" and
+    the command exits 1 after grading everything else.
     """
-    from ttscale.grading import grade_file
+    from ttscale.grading import GradeOptions, grade_file
 
     if not in_path.exists():
         raise FileNotFoundError(f"input file {in_path} not found")
     if not in_path.is_file():
         raise ValueError(f"input {in_path} is not a file")
-    records = grade_file(in_path, out)
+    options = GradeOptions(ordered_lists=ordered_lists, require_reduced=require_reduced,
+                           rel_tol=rel_tol, accept_rounded=accept_rounded,
+                           choice_letters=not no_choice_letters)
+    records = grade_file(in_path, out, timeout_s=timeout, options=options)
     if out is None:
         for rec in records:
             sys.stdout.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    n = len(records)
-    n_equal = sum(bool(r.get("equal")) for r in records)
+    errors = [r["error"] for r in records if "error" in r]
+    n = len(records) - len(errors)
+    n_equal = sum(bool(r.get("equal")) for r in records if "error" not in r)
     summary = {"n": n, "n_equal": n_equal, "accuracy": n_equal / n if n else 0.0,
+               "n_errors": len(errors),
                "seconds": sum(float(r.get("seconds") or 0.0) for r in records),
                "out": None if out is None else str(out)}
     text = (json.dumps(summary) if json_out else
             f"graded {n} lines: {n_equal} equal ({summary['accuracy']:.3f}), "
-            f"{summary['seconds']:.2f} s checking")
+            f"{summary['seconds']:.2f} s checking" +
+            (f", {len(errors)} bad lines" if errors else ""))
     if out is not None:
         typer.echo(text)
     else:
         _err(text, prefix="")
+    for e in errors:
+        _err(e)
+    if errors:
+        raise typer.Exit(1)
 
 
 # ---- entry point and error reporting -------------------------------------------------------
@@ -250,14 +308,25 @@ def _cli_exceptions() -> dict[str, tuple[type[BaseException], ...]]:
             "click": collect("ClickException"), "abort": (typer.Abort, *collect("Abort"))}
 
 
+def _apply_threads() -> None:
+    """Honour ``TTSCALE_THREADS`` (a shared machine: see README) without importing torch, so a
+    flag error still answers at once: torch reads ``OMP_NUM_THREADS`` for its intra-op threads
+    when it is first imported (as ``torch.set_num_threads`` sets them); if it is already
+    imported, set them directly."""
+    raw = os.environ.get("TTSCALE_THREADS", "").strip()
+    if not raw.isdigit() or int(raw) < 1:
+        return
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(int(raw))
+    else:
+        os.environ["OMP_NUM_THREADS"] = raw
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return the exit code; every error becomes one line on stderr."""
     exc = _cli_exceptions()
     command = typer.main.get_command(app)
-    if os.environ.get("TTSCALE_THREADS"):  # a shared machine: see README
-        from ttscale.train.common import set_threads
-
-        set_threads()
+    _apply_threads()
     try:
         rv = command.main(args=argv, prog_name="ttscale", standalone_mode=False)
     except exc["help"]:  # bare `ttscale`: typer has already printed the help

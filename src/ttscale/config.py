@@ -58,6 +58,9 @@ class RunConfig(BaseModel):
     policy_params: int | None = Field(
         None, ge=1, description="engine=openai: the served policy's parameter count, for FLOPs "
         "(default: read from the served name, e.g. '1.5B'; 0 when it says nothing)")
+    context_length: int | None = Field(
+        None, ge=2, description="engine=openai: the policy's context in tokens (default: what "
+        "the server reports; max_tokens is capped to what a prompt leaves)")
     prm: str | None = Field(None, description="PRM folder; default: testbed prm")
     revision: str | None = Field(
         None, description="revision model folder for revisions/combined strategies; default: "
@@ -176,8 +179,11 @@ def _unknown_key_message(key: str, source: str) -> str:
 
 def build_config(recipe: str | Path | None = None,
                  flags: Mapping[str, Any] | None = None,
-                 sets: Iterable[str] = ()) -> RunConfig:
+                 sets: Iterable[str] = (), *, check_options: bool = True) -> RunConfig:
     """Merge a recipe file, CLI flags (``None`` = not given) and ``--set`` items, then validate.
+
+    ``check_options``: parse ``options`` with the strategy's options model now (a sweep, whose
+    options are shared by several strategies, checks them against its plan instead).
 
     Flag keys may be dotted (``options.beam_width``) like ``--set`` keys.
     """
@@ -192,12 +198,30 @@ def build_config(recipe: str | Path | None = None,
     for item in sets:
         key, value = parse_set(item)
         _set_key(data, key, value, f"--set {key}", sources)
+    if check_options:
+        _check_options(data)
     try:
         cfg = RunConfig.model_validate(data)
     except ValidationError as e:
         raise ConfigError(_validation_message(e, sources)) from e
     _check_placeholders(cfg, sources)
     return cfg
+
+
+def _check_options(data: Mapping[str, Any]) -> None:
+    """A typo in a strategy option is reported first, naming the key (the strategy's typed
+    options model decides; budget rules are checked by the run, which knows the budget)."""
+    strategy, options = data.get("strategy"), data.get("options")
+    if not isinstance(strategy, str) or not isinstance(options, dict):
+        return
+    from ttscale.strategies.registry import STRATEGIES
+
+    spec = STRATEGIES.get(strategy)
+    if spec is not None:  # an unknown strategy is reported by the run, with the known ones
+        try:
+            spec.parse(options)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
 
 
 def _check_placeholders(cfg: RunConfig, sources: Mapping[str, str]) -> None:

@@ -23,12 +23,10 @@ from ttscale.store.sqlite import Store, StoredResult
 from ttscale.testbed.paths import resolve_model
 from ttscale.types import Cost, Problem
 
-#: bump when the runner changes what a run computes, so old stored results are not resumed
-RESULTS_VERSION = 1
-#: strategies that never call the verifier (so no PRM is loaded for them)
-NO_VERIFIER = frozenset({"majority"})
-#: strategies that revise attempts, so a configured revision model is loaded for them
-USES_REVISER = frozenset({"revisions", "combined", "compute-optimal"})
+#: bump when the runner changes what a run computes or how runs are keyed, so old stored results
+#: are not resumed under a wrong key. 2: the run key holds the parsed strategy options with their
+#: defaults filled (was: the raw options dict)
+RESULTS_VERSION = 2
 #: files at most this large (and the first 4x this in all) are fingerprinted by content, the rest
 #: by size and mtime: cheap for the testbed models, bounded for multi-GB checkpoints
 _HASH_LIMIT = 64 * 2**20
@@ -85,10 +83,18 @@ def fingerprint(spec: str) -> dict[str, Any]:
 
 
 def run_key(config: RunConfig, policy: str, prm: str | None,
-            revision: str | None = None) -> str:
+            revision: str | None = None, options: Any = None) -> str:
     """Hash of everything that changes a problem's result (not limit, out or progress).
 
-    ``prm``/``revision`` are the resolved models the strategy uses (None when it uses none)."""
+    ``prm``/``revision`` are the resolved models the strategy uses (None when it uses none);
+    ``options`` the parsed strategy options (parsed from ``config.options`` when None), so a
+    default spelled out and a default left out give the same key, and a typo gives none."""
+    from ttscale.strategies.registry import get_spec
+
+    spec = get_spec(config.strategy)
+    if options is None:
+        options = spec.parse(config.options)
+    dumped = options.model_dump(mode="json")
     task_id: dict[str, Any] = {"task": config.task, "task_options": config.task_options}
     if config.task == "testbed":
         task_id["split"] = config.split
@@ -96,7 +102,7 @@ def run_key(config: RunConfig, policy: str, prm: str | None,
         task_id = {"task_file": fingerprint(config.task), "task_options": config.task_options}
     ident = {
         "v": RESULTS_VERSION, "task": task_id, "strategy": config.strategy,
-        "budget": config.budget, "options": config.options, "seed": config.seed,
+        "budget": config.budget, "options": dumped, "seed": config.seed,
         "temperature": config.temperature, "top_p": config.top_p,
         "max_step_tokens": config.max_step_tokens,
         "max_solution_tokens": config.max_solution_tokens, "max_rounds": config.max_rounds,
@@ -106,26 +112,15 @@ def run_key(config: RunConfig, policy: str, prm: str | None,
     }
     if revision is not None:  # absent otherwise, so keys of runs without one stay as they were
         ident["revision"] = fingerprint(revision)
-    table = config.options.get("policy")
-    if isinstance(table, str) and Path(table).is_file():  # compute-optimal: its table's content
-        ident["policy_table"] = fingerprint(table)
+    for name in spec.file_options:  # e.g. compute-optimal's policy table: its content
+        path = dumped.get(name)
+        if isinstance(path, str) and Path(path).is_file():
+            ident[name] = fingerprint(path)
     blob = json.dumps(ident, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 # ---- building the parts ------------------------------------------------------------------
-
-
-def needs_verifier(name: str, fn: Any) -> bool:
-    """A strategy may declare ``needs_verifier``; otherwise only majority voting goes without."""
-    declared = getattr(fn, "needs_verifier", None)
-    return bool(declared) if declared is not None else name not in NO_VERIFIER
-
-
-def uses_reviser(name: str, fn: Any) -> bool:
-    """A strategy may declare ``uses_reviser``; otherwise the revision strategies by name."""
-    declared = getattr(fn, "uses_reviser", None)
-    return bool(declared) if declared is not None else name in USES_REVISER
 
 
 def build_task(config: RunConfig) -> Any:
@@ -195,7 +190,8 @@ def build_generator(config: RunConfig, policy: str) -> Any:
             raise ValueError(f"engine 'openai' is not available in this install: {e}") from e
 
         return OpenAIGenerator(base_url=config.base_url, model=policy,
-                               num_parameters=config.policy_params)
+                               num_parameters=config.policy_params,
+                               context_length=config.context_length)
     from ttscale.engines.hf import HFGenerator
 
     return HFGenerator.from_pretrained(policy, device=config.device)
@@ -232,16 +228,18 @@ def run(config: RunConfig, progress: bool = True, *, generator: Any = None,
     used instead of loading ``config.policy``/``config.prm`` (callers that run many configs
     share loaded models); the run key still names the configured model paths.
     """
-    from ttscale.strategies.base import SearchContext, get_strategy
+    from ttscale.strategies.base import SearchContext
+    from ttscale.strategies.registry import get_spec
 
-    strategy = get_strategy(config.strategy)
-    use_prm = needs_verifier(config.strategy, strategy)
+    strategy = get_spec(config.strategy)
+    options = strategy.parse(config.options, config.budget)  # a typo fails before any loading
+    use_prm = strategy.needs_verifier
     task = build_task(config)
     problems = select_problems(task, config)
     policy = resolve_policy(config)
     prm = resolve_prm(config) if use_prm else None
-    revision = resolve_revision(config) if uses_reviser(config.strategy, strategy) else None
-    key = run_key(config, policy, prm, revision)
+    revision = resolve_revision(config) if strategy.uses_reviser else None
+    key = run_key(config, policy, prm, revision, options)
 
     with Store.in_dir(config.out) as store:
         store.ensure_run(key, {**config.model_dump(), "policy_resolved": policy,
@@ -264,7 +262,7 @@ def run(config: RunConfig, progress: bool = True, *, generator: Any = None,
                 seed=config.seed, temperature=config.temperature, top_p=config.top_p,
                 max_step_tokens=config.max_step_tokens,
                 max_solution_tokens=config.max_solution_tokens, max_rounds=config.max_rounds,
-                options=dict(config.options),
+                options=options,
                 reviser=build_generator(config, revision) if revision is not None else None)
             stored = store.results(key, {p.id for p in problems})
             with _Progress(progress, len(problems), resumed,
@@ -279,11 +277,13 @@ def run(config: RunConfig, progress: bool = True, *, generator: Any = None,
                     store.add_result(key, problem, result, grade_reason=reason, idx=idx)
                     bar.advance(bool(result.correct))
         rows = store.results(key, {p.id for p in problems})
-        return summarize(config, rows, key, resumed, len(todo), store)
+        return summarize(config, rows, key, resumed, len(todo), store,
+                         options.model_dump(mode="json"))
 
 
 def summarize(config: RunConfig, rows: list[StoredResult], key: str, resumed: int,
-              computed: int, store: Store) -> RunSummary:
+              computed: int, store: Store, options: dict[str, Any] | None = None
+              ) -> RunSummary:
     total = Cost()
     by_diff: dict[str, list[bool]] = defaultdict(list)
     for r in rows:
@@ -298,7 +298,8 @@ def summarize(config: RunConfig, rows: list[StoredResult], key: str, resumed: in
         cost=cost,
         accuracy_by_difficulty={d: sum(by_diff[d]) / len(by_diff[d]) for d in order},
         n_by_difficulty={d: len(by_diff[d]) for d in order}, resumed=resumed,
-        computed=computed, seed=config.seed, options=dict(config.options), run_key=key,
+        computed=computed, seed=config.seed,
+        options=dict(config.options) if options is None else options, run_key=key,
         out=str(Path(config.out)), db=str(store.path))
 
 

@@ -27,7 +27,8 @@ class Completion:
     """One sampled continuation from a Generator.
 
     ``text`` excludes the stop string that ended it; ``finish_reason`` is ``"stop"`` (a stop string
-    was produced), ``"eos"`` (the model ended the sequence) or ``"length"`` (max_tokens reached).
+    was produced), ``"eos"`` (the model ended the sequence), ``"length"`` (max_tokens reached) or
+    ``"context"`` (the model's context is full: nothing more can follow, the solution ends here).
 
     When log-probabilities were asked for (``SamplingParams.logprobs=k``): ``token_logprobs``
     holds the log-probability of each generated token, ``top_logprobs`` the k largest

@@ -38,7 +38,7 @@ def build_sweep_config(task: str | None, strategies: str, budgets: str, *,
     flags = {"task": task, "strategy": "majority", "budget": 1, "limit": limit, "seed": seed,
              "out": out, "policy": policy, "prm": prm, "revision": revision, "split": split,
              "device": device}
-    cfg = build_config(config, flags, sets)
+    cfg = build_config(config, flags, sets, check_options=False)
     plan.runs(cfg.options)  # a bad options.beam_width etc. fails here, before any model loads
     return cfg, plan
 

@@ -24,10 +24,13 @@ stored run, its key and a compute-optimal replay all see it.
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from ttscale.strategies.registry import own_options
 
 #: ``SweepStrategy.budget_check``: why a strategy has no run at N with these options (or None)
 BudgetCheck = Callable[[int, Mapping[str, Any]], str | None]
@@ -42,8 +45,8 @@ class SweepStrategy:
     (an int, ``"sqrt"`` for M = sqrt(N), or None to take ``options.beam_width``, default 4);
     ``chain`` fixes a revision chain length instead (an int, ``"sqrt"`` for L = sqrt(N), ``"n"``
     for L = N); ``budget_check`` replaces both rules for strategies that split the budget their
-    own way. ``uses_reviser``: its runs need the revision model (must agree with
-    ``runner.uses_reviser``, which decides the run key).
+    own way. Whether its runs need the PRM or the revision model is its base strategy's
+    declaration (``strategies.registry``), which also decides the run key.
     """
 
     name: str
@@ -52,12 +55,22 @@ class SweepStrategy:
     width: int | str | None = None
     chain: int | str | None = None
     budget_check: BudgetCheck | None = None
-    needs_verifier: bool = True
-    uses_reviser: bool = False
     extra_options: Mapping[str, Any] = field(default_factory=dict)
     #: N is the most it may spend: it stops per question, so curves place its points at the
     #: mean realised cost (generations, FLOPs), not at N
     adaptive_cost: bool = False
+
+    @property
+    def needs_verifier(self) -> bool:
+        from ttscale.strategies.registry import get_spec
+
+        return get_spec(self.base).needs_verifier
+
+    @property
+    def uses_reviser(self) -> bool:
+        from ttscale.strategies.registry import get_spec
+
+        return get_spec(self.base).uses_reviser
 
     @property
     def from_pool(self) -> bool:
@@ -69,7 +82,7 @@ class SweepStrategy:
         reason = self.skip_reason(budget, base_options)
         if reason:
             raise ValueError(f"{self.name} cannot run at N={budget}: {reason}")
-        options = {**base_options, **self.extra_options}
+        options = own_options(self.base, {**base_options, **self.extra_options})
         if self.chain is not None:
             options["chain_length"] = self.chain_length(budget)
         elif self.width is not None:  # else the strategy reads options.beam_width itself, and a
@@ -134,27 +147,22 @@ def combined_skip_reason(budget: int, options: Mapping[str, Any]) -> str | None:
     N)`` must be a multiple of the beam width and at least one beam, and the revision share a
     multiple of the chain length. Bad option values raise (they are wrong at every budget).
 
-    The strategy's own option readers are used, so a reason here is exactly a run's error."""
-    from types import SimpleNamespace
+    The strategy's own options model decides, so a reason here is exactly a run's error."""
+    from ttscale.strategies.registry import parse_options
 
-    from ttscale.strategies.combined import search_share_option
-    from ttscale.strategies.common import int_option
-    from ttscale.strategies.revisions import window_option
-
-    ctx: Any = SimpleNamespace(options=dict(options))
-    share, width = search_share_option(ctx), int_option(ctx, "beam_width", 4, 1)
-    window_option(ctx)  # a bad revision_window is wrong at every budget: raise now
-    n_beam = round(share * budget)
-    if n_beam < width or n_beam % width:
-        return (f"beam search's share round({share} x N) = {n_beam} must be a multiple of the "
-                f"beam width M={width} and >= M")
-    n_rev = budget - n_beam
-    if n_rev and "chain_length" in options:
-        length = int_option(ctx, "chain_length", 1, 1)
-        if n_rev % length:
-            return (f"the revisions' share N - {n_beam} = {n_rev} must be a multiple of the "
-                    f"chain length L={length}")
-    return None  # the default L (a divisor of N - N_b) always fits
+    opts: Any = parse_options("combined", own_options("combined", options))
+    n_beam = round(opts.search_share * budget)
+    try:
+        _, n_rev = opts.split(budget)
+    except ValueError:
+        return (f"beam search's share round({opts.search_share} x N) = {n_beam} must be a "
+                f"multiple of the beam width M={opts.beam_width} and >= M")
+    try:
+        opts.check_budget(budget)
+    except ValueError:
+        return (f"the revisions' share N - {n_beam} = {n_rev} must be a multiple of the "
+                f"chain length L={opts.chain_length}")
+    return None
 
 
 def any_budget(budget: int, options: Mapping[str, Any]) -> str | None:
@@ -162,29 +170,27 @@ def any_budget(budget: int, options: Mapping[str, Any]) -> str | None:
     return None
 
 
-ORACLE = SweepStrategy("oracle", "majority", pool_method="pass", needs_verifier=False)
+ORACLE = SweepStrategy("oracle", "majority", pool_method="pass")
 
 #: every strategy name ``--strategies`` accepts, in display order
 STRATEGIES: dict[str, SweepStrategy] = {s.name: s for s in (
-    SweepStrategy("majority", "majority", pool_method="majority", needs_verifier=False),
+    SweepStrategy("majority", "majority", pool_method="majority"),
     SweepStrategy("best-of-n", "best-of-n", pool_method="answered-argmax"),
     SweepStrategy("weighted-best-of-n", "weighted-best-of-n", pool_method="weighted"),
     SweepStrategy("beam-m4", "beam", width=4),
     SweepStrategy("beam-msqrt", "beam", width="sqrt"),
     SweepStrategy("dvts", "dvts"),
     SweepStrategy("lookahead", "lookahead"),
-    SweepStrategy("revisions-par", "revisions", chain=1, uses_reviser=True),
-    SweepStrategy("revisions-l4", "revisions", chain=4, uses_reviser=True),
-    SweepStrategy("revisions-sqrt", "revisions", chain="sqrt", uses_reviser=True),
-    SweepStrategy("revisions-seq", "revisions", chain="n", uses_reviser=True),
-    SweepStrategy("combined", "combined", budget_check=combined_skip_reason, uses_reviser=True),
+    SweepStrategy("revisions-par", "revisions", chain=1),
+    SweepStrategy("revisions-l4", "revisions", chain=4),
+    SweepStrategy("revisions-sqrt", "revisions", chain="sqrt"),
+    SweepStrategy("revisions-seq", "revisions", chain="n"),
+    SweepStrategy("combined", "combined", budget_check=combined_skip_reason),
     SweepStrategy("particle-filtering", "particle-filtering", budget_check=any_budget),
-    SweepStrategy("confidence-vote", "confidence-vote", budget_check=any_budget,
-                  needs_verifier=False),
+    SweepStrategy("confidence-vote", "confidence-vote", budget_check=any_budget),
     SweepStrategy("deepconf-online", "deepconf-online", budget_check=any_budget,
-                  needs_verifier=False, adaptive_cost=True),
-    SweepStrategy("adaptive", "adaptive", budget_check=any_budget, needs_verifier=False,
                   adaptive_cost=True),
+    SweepStrategy("adaptive", "adaptive", budget_check=any_budget, adaptive_cost=True),
     SweepStrategy("adaptive-prm", "adaptive-prm", budget_check=any_budget, adaptive_cost=True),
 )}
 
@@ -262,9 +268,23 @@ class SweepPlan:
         strategy of this sweep needs a verifier, so none is loaded."""
         return "weighted-best-of-n" if self.needs_verifier else "majority"
 
+    def check_options(self, base_options: Mapping[str, Any]) -> None:
+        """A shared option that no strategy of this sweep takes is a typo: one-line error."""
+        from ttscale.strategies.registry import get_spec
+
+        bases = {s.base for s in self.strategies} | {self.pool_strategy}
+        known = {k for b in bases for k in get_spec(b).options.model_fields}
+        for key in base_options:
+            if key not in known:
+                close = difflib.get_close_matches(key, sorted(known), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"option {key!r}: no strategy of this sweep "
+                                 f"({', '.join(sorted(bases))}) takes it{hint}")
+
     def runs(self, base_options: Mapping[str, Any]
              ) -> tuple[list[tuple[SweepStrategy, int]], dict[str, dict[str, str]]]:
         """The (run strategy, budget) pairs to compute, and the skipped ones with reasons."""
+        self.check_options(base_options)
         todo: list[tuple[SweepStrategy, int]] = []
         skipped: dict[str, dict[str, str]] = {}
         for s in self.strategies:

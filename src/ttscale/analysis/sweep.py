@@ -46,6 +46,7 @@ from ttscale.analysis.plan import ORACLE, SweepPlan, SweepStrategy
 from ttscale.analysis.pools import PoolSample
 from ttscale.analysis.progress import SweepProgress
 from ttscale.config import RunConfig
+from ttscale.strategies.registry import own_options
 from ttscale.types import Cost, Problem
 
 #: file name of the summary in the output folder (read by ``ttscale report``)
@@ -150,16 +151,18 @@ def execute(store: Any, cfg: RunConfig, problems: Sequence[Problem], task: Any, 
 
     Only strategies that revise get the revision model, in their context and in their run key:
     the keys of all other runs stay what ``ttscale run`` computes for them."""
-    from ttscale.runner import grade_answer, needs_verifier, run_key, uses_reviser
-    from ttscale.strategies.base import SearchContext, get_strategy
+    from ttscale.runner import grade_answer, run_key
+    from ttscale.strategies.base import SearchContext
+    from ttscale.strategies.registry import get_spec
 
-    strategy = get_strategy(cfg.strategy)
-    use_prm = needs_verifier(cfg.strategy, strategy)
+    strategy = get_spec(cfg.strategy)
+    options = strategy.parse(cfg.options, cfg.budget)
+    use_prm = strategy.needs_verifier
     prm = parts.prm if use_prm else None
     if use_prm and prm is None:
         raise ValueError(f"strategy {cfg.strategy!r} needs a PRM; none is configured")
-    revision = parts.revision if uses_reviser(cfg.strategy, strategy) else None
-    key = run_key(cfg, parts.policy, prm, revision)
+    revision = parts.revision if strategy.uses_reviser else None
+    key = run_key(cfg, parts.policy, prm, revision, options)
     store.ensure_run(key, {**cfg.model_dump(), "policy_resolved": parts.policy,
                            "prm_resolved": prm, "revision_resolved": revision, "run_key": key})
     done = store.done_ids(key)
@@ -173,7 +176,7 @@ def execute(store: Any, cfg: RunConfig, problems: Sequence[Problem], task: Any, 
             scorer=parts.scorer() if use_prm else None, seed=cfg.seed,
             temperature=cfg.temperature, top_p=cfg.top_p, max_step_tokens=cfg.max_step_tokens,
             max_solution_tokens=cfg.max_solution_tokens, max_rounds=cfg.max_rounds,
-            options=dict(cfg.options),
+            options=options,
             reviser=parts.reviser() if revision is not None else None)
         for idx, problem in todo:
             pctx = ctx.fresh()
@@ -231,7 +234,9 @@ def sweep(base: RunConfig, plan: SweepPlan, *, progress: bool = True,
     with Store.in_dir(base.out) as store, SweepProgress(progress) as prog:
         parts.progress, parts.task = prog, task
         n_max = plan.pool_size
-        pool_cfg = base.model_copy(update={"strategy": plan.pool_strategy, "budget": n_max})
+        pool_cfg = base.model_copy(update={
+            "strategy": plan.pool_strategy, "budget": n_max,
+            "options": own_options(plan.pool_strategy, base.options)})
         pool_stage = execute(store, pool_cfg, problems, task, parts, prog,
                              f"pool {plan.pool_strategy} N={n_max}", grade_samples=True)
         for name, reasons in skipped.items():

@@ -32,7 +32,7 @@ from ttscale.engines.base import SamplingParams, check_params
 from ttscale.engines.hf_attention import NAME as BMM_ATTENTION
 from ttscale.engines.hf_attention import supports_bmm, use_attention
 from ttscale.engines.hf_cache import cache_kwarg, make_cache, select_rows
-from ttscale.engines.hf_load import check_model_dir, count_parameters, load_kwargs, load_tokenizer
+from ttscale.hf_loading import check_model_dir, count_parameters, load_kwargs, load_tokenizer
 from ttscale.types import Completion
 
 __all__ = ["HFGenerator", "Sample"]

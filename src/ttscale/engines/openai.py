@@ -1,52 +1,100 @@
-"""The OpenAI-compatible policy engine: vLLM, SGLang, llama.cpp's server, or ttscale's own.
+"""The OpenAI-compatible policy engine: vLLM, SGLang, llama.cpp's servers, or ttscale's own.
 
 Search strategies continue raw text prefixes (``prompt + steps so far``), so this engine speaks the
 **completions** API (``POST {base_url}/completions``), never the chat API: the prompt format is the
 task's business (a chat template can be written into the task's prompt template).
 
-Per prompt it sends one request asking for ``n`` samples with ``stop``, ``max_tokens``,
-``temperature``, ``top_p`` and ``seed``. Some servers ignore ``n`` (llama.cpp's server answers
-with one choice): with ``n_mode="auto"`` the first short answer switches the engine to one
-request per sample, sample ``i`` seeded with ``sample_seed(seed, i)`` (sample 0 keeps ``seed``,
-so an auto-detected server gives the same samples as one configured with ``n_mode="single"``).
+The first call asks ``GET /v1/models`` which server this is (its *flavour*, from ``owned_by``:
+vLLM, SGLang, llama.cpp's C++ ``llama-server``, llama-cpp-python, or a plain OpenAI-compatible
+one), the served model, its context length and, from ttscale's own servers, the parameter count.
+Each flavour differs where it matters (see docs/engines.md, "Servers and their quirks"):
 
-Token counts come from the server's ``usage``. A request's prompt is counted once per sample with
-all but the first copy reported as cached (``prompt_tokens_cached``), as the in-process engine
-does; a server's own prefix-cache hits (``usage.prompt_tokens_details.cached_tokens``, vLLM with
-``--enable-prompt-tokens-details``) count as cached for the first copy. The total generated
-tokens of a request are exact; when the server reports no per-choice counts (no logprobs), they
-are split over its choices in proportion to their text length.
+* **Sampling is explicit.** Every parameter that changes the sampled distribution is sent in the
+  flavour's own form (:func:`sampling_fields`): temperature, top_p, top_k, min_p, the repetition
+  penalty and neutral presence/frequency penalties, so a recipe samples the same distribution
+  everywhere instead of each server's defaults (vLLM's generation_config, llama-server's
+  ``top_k=40, min_p=0.05``, llama-cpp-python's ``repeat_penalty=1.1``). llama-server also gets
+  the sampler order of vLLM and transformers (temperature before top-k/top-p/min-p).
+* **Seeds.** Prompt ``j`` of a call is seeded with ``prompt_seed(seed, j)`` (prompt 0 keeps the
+  seed): the prompts of one beam round do not share a seed. When a prompt's samples are asked
+  for in several requests, request ``r`` starting at sample ``i`` gets ``sample_seed(seed_j, i)``.
+* **``n`` above what the server takes.** llama-server has one slot per parallel sequence and
+  refuses more choices (HTTP 400 "Field 'n': ... <= 4"; the engine reads its slot count from
+  ``/props`` first); other servers may answer a short list (llama-cpp-python answers one choice)
+  or refuse with their own limit. The engine splits ``n`` into requests of at most the server's
+  limit, learnt from ``/props``, from the refusal or from the short answer, and remembers it.
+* **Exact tokens per choice.** llama-server's OpenAI route reports the tokens of ONE choice when
+  ``n > 1``; the engine uses its native ``/completion`` route instead, which reports each
+  choice's ``tokens_predicted``, its stop type (stop string, end of sequence or limit) and its
+  log-probabilities. Elsewhere ``usage.completion_tokens`` (all choices) is exact and is split
+  over the choices by their log-probability token counts when asked for, else by text length.
+* **SGLang** answers ``matched_stop`` (a string: a stop string; an int: the EOS token) instead of
+  ``stop_reason``, and with a seed returns ``n`` identical samples: seeded requests ask for one
+  sample each, each with its own seed.
+* **Context.** The context length comes from ``/v1/models`` (vLLM/SGLang ``max_model_len``,
+  llama-server's per-slot ``meta.n_ctx``) or ``context_length=``. ``max_tokens`` is capped to what
+  the prompt leaves (the prompt is tokenized by the server's ``/tokenize`` only when its UTF-8
+  length could overflow). When less than ``CONTEXT_MARGIN`` tokens would be left after a
+  request, its completions end with ``"context"``: a tree search ends that beam there, before
+  the next step would overflow. A prompt that leaves no room raises ``ProblemError`` (that problem
+  fails, the run goes on), as does any 400 answer (``RequestRefused``).
 
-``finish_reason``: the API's ``"length"`` maps to ``"length"``; ``"stop"`` is ``"stop"`` when the
-server says a stop string ended it (vLLM/SGLang's ``stop_reason``) and ``"eos"`` when it says the
-model ended (``stop_reason`` null). A server that does not tell (llama.cpp) gets ``"stop"`` when
+Token accounting (the one convention of every engine, see ``Completion``): each sample counts its
+prompt; of the samples of one prompt in one call, all but the first count the prompt as cached
+(an engine with prefix sharing computes it once), and the first counts what the server reported
+as a prefix-cache hit (``usage.prompt_tokens_details.cached_tokens``; vLLM needs
+``--enable-prompt-tokens-details``; llama-server's ``timings.cache_n``).
+
+``finish_reason``: ``"length"`` for the token limit, ``"context"`` when nothing more fits after
+the completion (see above); ``"stop"`` when a stop string ended it and
+``"eos"`` when the model did, as the server says (vLLM ``stop_reason``, SGLang ``matched_stop``,
+llama-server ``stop_type``). A server that does not say (llama-cpp-python) gets ``"stop"`` when
 stop strings were asked for, else ``"eos"``: mistaking a step end for the end of a solution would
 cut the search short, while the opposite only costs one more (empty) round.
 
-Several base URLs are replicas of one model: see ``ttscale.engines.http_pool`` for the load
-balancing, bounded concurrency and retries.
+Several base URLs are replicas of one model: see ``ttscale.net.pool`` for the load balancing,
+bounded concurrency and retries. ``ttscale.net.discovery`` asks the server what it is;
+``ttscale.engines.openai_wire`` holds the wire formats.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any, Literal
 
 from ttscale.engines.base import SamplingParams, check_params
-from ttscale.engines.http_pool import ReplicaPool, ServerError
+from ttscale.engines.openai_wire import (
+    OpenAISample,
+    cache_convention,
+    n_limit,
+    parse_completion,
+    parse_llama_completion,
+    sampling_fields,
+)
+from ttscale.errors import ProblemError
+from ttscale.net.discovery import (
+    FLAVOURS,
+    ServerInfo,
+    discover_model,
+    discover_server,
+    guess_parameters,
+    parameters_of,
+)
+from ttscale.net.pool import ClientError, ReplicaPool, ServerError
 from ttscale.types import Completion
 
-__all__ = ["OpenAIGenerator", "OpenAISample", "discover_model",
-           "guess_parameters", "parse_completion", "sample_seed"]
+__all__ = ["FLAVOURS", "OpenAIGenerator", "OpenAISample", "ServerInfo", "discover_model",
+           "discover_server", "guess_parameters", "parse_completion", "parse_llama_completion",
+           "prompt_seed", "sample_seed", "sampling_fields"]
 
 NMode = Literal["auto", "native", "single"]
 _N_MODES = ("auto", "native", "single")
-
-
+#: tokens kept free after a step for what a search appends before the next one (the step
+#: delimiter, a template's end-of-turn): with less left, the context counts as full
+CONTEXT_MARGIN = 16
 def sample_seed(seed: int, i: int) -> int:
     """The seed of sample ``i`` when samples are requested one by one (sample 0 keeps ``seed``)."""
     if i == 0:
@@ -54,30 +102,12 @@ def sample_seed(seed: int, i: int) -> int:
     return zlib.crc32(repr((seed, i)).encode()) & 0x7FFFFFFF
 
 
-_SIZE = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*([bBmM])(?![a-zA-Z])")
-
-
-def guess_parameters(model_name: str) -> int:
-    """Parameters from a served model name (``Qwen2.5-Math-1.5B-Instruct`` -> 1.5e9), else 0.
-
-    Only a fallback for FLOPs accounting: pass ``num_parameters`` when the name does not say.
-    """
-    m = _SIZE.search(model_name.rsplit("/", 1)[-1])
-    if not m:
-        return 0
-    scale = 1e9 if m.group(2) in "bB" else 1e6
-    return int(float(m.group(1)) * scale)
-
-
-@dataclass
-class OpenAISample:
-    """One completion with what the server said about it beyond ``Completion``."""
-
-    completion: Completion
-    #: log-probability of each generated token (when ``logprobs`` was requested)
-    token_logprobs: list[float] | None = None
-    tokens: list[str] | None = None
-    stop_reason: Any = None
+def prompt_seed(seed: int, j: int) -> int:
+    """The seed of prompt ``j`` of one call (prompt 0 keeps ``seed``), so the prompts of one
+    round draw independent samples instead of the same random numbers."""
+    if j == 0:
+        return seed
+    return zlib.crc32(repr(("prompt", seed, j)).encode()) & 0x7FFFFFFF
 
 
 class OpenAIGenerator:
@@ -85,24 +115,33 @@ class OpenAIGenerator:
 
     ``base_url``: ``http://host:port/v1`` or a list of replica URLs. ``model``: the served model
     name (``None``: the first model the server lists). ``num_parameters``: for FLOPs (default:
-    what ttscale's own server reports, else a guess from the model name, else 0).
-    ``n_mode``: ``auto`` (detect servers that ignore ``n``), ``native`` (trust ``n``; fewer
-    choices is an error) or ``single`` (one request per sample, e.g. llama.cpp).
-    ``logprobs``: ask for that many top log-probabilities (exact per-sample token counts).
-    ``extra_body``: more fields for every request (e.g. ``{"top_k": 20}`` for vLLM).
+    what ttscale's own server or llama-server reports, else a guess from the model name, else 0
+    with a warning).
+    ``n_mode``: ``auto`` (learn the server's limit on ``n``), ``native`` (trust ``n``; fewer
+    choices is an error) or ``single`` (one request per sample).
+    ``flavour``: ``auto`` (from ``/v1/models``) or one of :data:`FLAVOURS`.
+    ``context_length``: the model's context in tokens (default: what the server reports).
+    ``logprobs``: ask for that many top log-probabilities in every call (``SamplingParams.
+    logprobs`` asks per call). ``extra_body``: more fields for every request.
     The remaining arguments go to ``ReplicaPool``.
     """
 
     def __init__(self, base_url: str | Sequence[str], model: str | None = None, *,
                  api_key: str | None = None, num_parameters: int | None = None,
-                 n_mode: NMode = "auto", logprobs: int | None = None,
+                 n_mode: NMode = "auto", flavour: str = "auto",
+                 context_length: int | None = None, logprobs: int | None = None,
                  extra_body: dict[str, Any] | None = None, max_concurrency: int = 16,
                  timeout_s: float = 300.0, retries: int = 5, backoff_s: float = 0.25,
                  backoff_max_s: float = 8.0) -> None:
         if n_mode not in _N_MODES:
             raise ValueError(f"n_mode must be one of {', '.join(_N_MODES)}, got {n_mode!r}")
-        if logprobs is not None and logprobs < 0:
-            raise ValueError(f"logprobs must be >= 0, got {logprobs}")
+        if flavour != "auto" and flavour not in FLAVOURS:
+            raise ValueError(f"flavour must be 'auto' or one of {', '.join(FLAVOURS)}, "
+                             f"got {flavour!r}")
+        if logprobs is not None and not 1 <= logprobs <= 20:
+            raise ValueError(f"logprobs must be in 1..20 or None, got {logprobs}")
+        if context_length is not None and context_length < 2:
+            raise ValueError(f"context_length must be >= 2 tokens, got {context_length}")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.pool = ReplicaPool(base_url, max_concurrency=max_concurrency, timeout_s=timeout_s,
                                 retries=retries, backoff_s=backoff_s, backoff_max_s=backoff_max_s,
@@ -111,11 +150,16 @@ class OpenAIGenerator:
         self._model = model
         self._num_parameters = num_parameters
         self.n_mode: NMode = n_mode
-        #: None until an ``auto`` engine has seen whether the server honours ``n``
-        self.n_supported: bool | None = {"native": True, "single": False}.get(n_mode)
+        self.flavour = flavour
+        self.context_length = context_length
+        #: most choices per request: None = not known yet / no limit; 1 = one per sample
+        self.max_n: int | None = 1 if n_mode == "single" else None
         self.logprobs = logprobs
         self.extra_body = dict(extra_body or {})
         self._discovered = False
+        self._lock: asyncio.Lock | None = None
+        self._tokenize_ok = True
+        self._n_seen = False
 
     # -- model discovery ------------------------------------------------------------------
 
@@ -123,6 +167,13 @@ class OpenAIGenerator:
     def model(self) -> str | None:
         """The served model name (None until the first call asked the server for it)."""
         return self._model
+
+    @property
+    def n_supported(self) -> bool | None:
+        """Whether one request may carry several choices (None: not known yet)."""
+        if self.max_n is not None:
+            return self.max_n > 1
+        return True if self.n_mode == "native" or self._n_seen else None
 
     @property
     def num_parameters(self) -> int:
@@ -137,9 +188,26 @@ class OpenAIGenerator:
         self._num_parameters = int(value)
 
     async def _discover(self) -> None:
-        if not self._discovered:
-            self._model, self._num_parameters = await discover_model(
-                self.pool, self._model, self._num_parameters)
+        if self._discovered:
+            return
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._discovered:
+                return
+            info = await discover_server(self.pool, self._model)
+            self._model = info.model
+            if self._num_parameters is None:
+                self._num_parameters = parameters_of(info)
+            if self.flavour == "auto":
+                self.flavour = info.flavour
+            if self.context_length is None:
+                self.context_length = info.context_length
+            if self.n_mode == "auto":
+                if self.flavour == "llama-cpp-python":
+                    self.max_n = 1
+                elif info.max_n is not None:
+                    self.max_n = info.max_n
             self._discovered = True
 
     # -- the Generator interface ------------------------------------------------------------
@@ -165,143 +233,125 @@ class OpenAIGenerator:
             raise ValueError("prompts must be a list of strings")
         if not prompts:
             return []
+        if params.logprobs is None and self.logprobs is not None:
+            params = replace(params, logprobs=self.logprobs)
         await self._discover()
-        return list(await asyncio.gather(*(self._one_prompt(p, params) for p in prompts)))
+        return list(await asyncio.gather(*(self._one_prompt(p, params, j)
+                                           for j, p in enumerate(prompts))))
 
     def close(self) -> None:
         self.pool.close()
 
     # -- internals --------------------------------------------------------------------------
 
-    async def _one_prompt(self, prompt: str, params: SamplingParams) -> list[OpenAISample]:
-        if self.n_supported is False or params.n == 1:
-            return await self._singles(prompt, params, 0)
-        first = await self._request(prompt, params, params.n, params.seed)
-        if len(first) == params.n:
-            if self.n_supported is None:
-                self.n_supported = True
-            return first
-        if self.n_mode == "native" or len(first) != 1:
-            raise ServerError(f"{self.base_urls[0]} returned {len(first)} choices for n="
-                              f"{params.n}; use n_mode='single' for servers without n")
-        self.n_supported = False  # the server ignores n: ask for the others one by one
-        return first + await self._singles(prompt, params, 1)
+    async def _one_prompt(self, prompt: str, params: SamplingParams,
+                          j: int) -> list[OpenAISample]:
+        seed = None if params.seed is None else prompt_seed(params.seed, j)
+        max_tokens, capped = await self._room(prompt, params.max_tokens)
+        if max_tokens != params.max_tokens:
+            params = replace(params, max_tokens=max_tokens)
+        # SGLang repeats one seed's sample n times: seeded requests carry one sample each
+        limit = 1 if self.flavour == "sglang" and seed is not None else self.max_n
+        out: list[OpenAISample] = []
+        if limit is None and params.n > 1:  # limit unknown: try all at once, learn from it
+            try:
+                out = await self._request(prompt, params, params.n, seed)
+            except (ClientError, ServerError) as e:
+                learnt = n_limit(e, params.n)
+                if learnt is None or self.n_mode == "native":
+                    raise
+                self.max_n = learnt
+            else:
+                if len(out) == params.n:
+                    self._n_seen = True
+                    return _context_full(cache_convention(out), capped)
+                if self.n_mode == "native" or len(out) != 1:
+                    raise ServerError(f"{self.base_urls[0]} returned {len(out)} choices for "
+                                      f"n={params.n}; use n_mode='single' for servers "
+                                      "without n")
+                self.max_n = 1  # the server ignores n: ask for the others one by one
+            limit = self.max_n
+        limit = max(1, limit or params.n)
+        starts = list(range(len(out), params.n, limit))
+        rows = await asyncio.gather(*(
+            self._request(prompt, params, min(limit, params.n - i),
+                          None if seed is None else sample_seed(seed, i)) for i in starts))
+        for i, row in zip(starts, rows, strict=True):
+            want = min(limit, params.n - i)
+            if len(row) != want:
+                raise ServerError(f"{self.base_urls[0]} returned {len(row)} choices for "
+                                  f"n={want}")
+            out.extend(row)
+        return _context_full(cache_convention(out), capped)
 
-    async def _singles(self, prompt: str, params: SamplingParams,
-                       start: int) -> list[OpenAISample]:
-        seeds = [None if params.seed is None else sample_seed(params.seed, i)
-                 for i in range(start, params.n)]
-        rows = await asyncio.gather(*(self._request(prompt, params, 1, s) for s in seeds))
-        out = []
-        for r in rows:
-            if len(r) != 1:
-                raise ServerError(f"{self.base_urls[0]} returned {len(r)} choices for n=1")
-            out.extend(r)
-        return out
+    async def _room(self, prompt: str, max_tokens: int) -> tuple[int, bool]:
+        """``max_tokens`` capped to what ``prompt`` leaves of the context, and whether the context
+        is full after this request (less than ``CONTEXT_MARGIN`` tokens would be left)."""
+        ctx = self.context_length
+        # a token is at least one UTF-8 byte; +2 for a BOS token the server may add
+        if ctx is None or len(prompt.encode("utf-8")) + 2 + max_tokens + CONTEXT_MARGIN <= ctx:
+            return max_tokens, False
+        n = await self._count_tokens(prompt)
+        if n is None:
+            return max_tokens, False  # cannot tell: the server refuses an overflow itself
+        if n >= ctx:
+            raise ProblemError(f"the prompt has {n} tokens and does not fit the context of "
+                               f"{ctx} tokens of {self._model} at {self.base_urls[0]}")
+        return min(max_tokens, ctx - n), ctx - n - max_tokens < CONTEXT_MARGIN
+
+    async def _count_tokens(self, prompt: str) -> int | None:
+        """The prompt's length in the server's tokens via ``/tokenize`` (vLLM, SGLang,
+        llama-server); None where the server has no such route."""
+        if not self._tokenize_ok:
+            return None
+        if self.flavour == "llama-server":
+            body: dict[str, Any] = {"content": prompt, "add_special": True}
+        else:
+            body = {"model": self._model, "prompt": prompt}
+        try:
+            data = await self.pool.request_json("POST", "/tokenize", body, root=True)
+        except (ClientError, ServerError):
+            self._tokenize_ok = False
+            return None
+        if isinstance(data, dict):
+            if isinstance(data.get("count"), int):
+                return int(data["count"])
+            if isinstance(data.get("tokens"), list):
+                return len(data["tokens"])
+        self._tokenize_ok = False
+        return None
 
     async def _request(self, prompt: str, params: SamplingParams, n: int,
                        seed: int | None) -> list[OpenAISample]:
-        body: dict[str, Any] = {
-            **self.extra_body, "model": self._model, "prompt": prompt, "n": n,
-            "max_tokens": params.max_tokens, "temperature": params.temperature,
-            "top_p": params.top_p,
-        }
+        body: dict[str, Any] = {**self.extra_body, "prompt": prompt,
+                                **sampling_fields(params, self.flavour),
+                                "max_tokens": params.max_tokens}
         if params.stop:
             body["stop"] = list(params.stop)
         if seed is not None:
             body["seed"] = int(seed)
-        if self.logprobs is not None:
-            body["logprobs"] = self.logprobs
+        if self.flavour == "llama-server":
+            # the native route: per-choice token counts and stop types (see the module doc)
+            body.update(n_cmpl=n, cache_prompt=True)
+            if params.logprobs is not None:
+                body["n_probs"] = params.logprobs
+            data = await self.pool.request_json("POST", "/completion", body, root=True)
+            return parse_llama_completion(data, self.base_urls[0])
+        body.update(model=self._model, n=n)
+        if params.logprobs is not None:
+            body["logprobs"] = params.logprobs
         data = await self.pool.request_json("POST", "/completions", body)
-        return parse_completion(data, bool(params.stop), self.base_urls[0])
+        return parse_completion(data, bool(params.stop), self.base_urls[0], params.logprobs)
 
 
-async def discover_model(pool: ReplicaPool, model: str | None,
-                         num_parameters: int | None) -> tuple[str, int]:
-    """The served model name and its parameter count, asking ``GET /models`` when either is
-    unknown: the first listed model, and ``ttscale.num_parameters`` (ttscale's own servers),
-    else a guess from the name (:func:`guess_parameters`)."""
-    listing: list[dict[str, Any]] = []
-    if model is None or num_parameters is None:
-        # root-relative, so a base URL given with or without its trailing /v1 both work
-        data = await pool.request_json("GET", "/v1/models", root=True)
-        raw = data.get("data") if isinstance(data, dict) else None
-        listing = [m for m in raw or [] if isinstance(m, dict)]
-    if model is None:
-        if not listing or "id" not in listing[0]:
-            raise ServerError(f"{pool.urls[0]}/models lists no model; pass the model name")
-        model = str(listing[0]["id"])
-    if num_parameters is None:
-        entry = next((m for m in listing if m.get("id") == model), {})
-        extra = entry.get("ttscale")
-        n = extra.get("num_parameters") if isinstance(extra, dict) else None
-        num_parameters = int(n) if isinstance(n, int) else guess_parameters(model)
-    return model, num_parameters
+def _context_full(samples: list[OpenAISample], full: bool) -> list[OpenAISample]:
+    """Samples of a request that leaves the context (nearly) full end with ``"context"``
+    instead of ``"length"``/``"stop"``: nothing more fits after them, so a tree search ends
+    that beam there instead of overflowing in the next round."""
+    if full:
+        for s in samples:
+            if s.completion.finish_reason in ("length", "stop"):
+                s.completion.finish_reason = "context"
+    return samples
 
 
-def parse_completion(data: Any, asked_stop: bool, where: str) -> list[OpenAISample]:
-    """Turn one ``/completions`` answer into samples (choices in ``index`` order)."""
-    if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
-        raise ServerError(f"{where}/completions answered without a 'choices' list: "
-                          f"{str(data)[:200]}")
-    choices = sorted(data["choices"], key=lambda c: c.get("index", 0) if isinstance(c, dict)
-                     else 0)
-    for c in choices:
-        if not isinstance(c, dict) or not isinstance(c.get("text"), str):
-            raise ServerError(f"{where}/completions: a choice has no text: {str(c)[:200]}")
-    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-    prompt_tokens = _int(usage.get("prompt_tokens"))
-    completion_tokens = _int(usage.get("completion_tokens"))
-    details = usage.get("prompt_tokens_details")
-    server_cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else 0
-    token_lists = [_logprob_tokens(c) for c in choices]
-    if all(t is not None for t in token_lists):
-        counts = [len(t[0]) for t in token_lists]  # type: ignore[index]
-    else:
-        counts = _split(completion_tokens, [len(c["text"]) for c in choices])
-    out = []
-    for i, (c, k) in enumerate(zip(choices, counts, strict=True)):
-        reason = _finish_reason(c, asked_stop)
-        cached = min(server_cached, prompt_tokens) if i == 0 else prompt_tokens
-        comp = Completion(c["text"], reason, prompt_tokens, k, cached)
-        toks = token_lists[i]
-        out.append(OpenAISample(comp, toks[1] if toks else None, toks[0] if toks else None,
-                                c.get("stop_reason")))
-    return out
-
-
-def _finish_reason(choice: dict[str, Any], asked_stop: bool) -> str:
-    if choice.get("finish_reason") == "length":
-        return "length"
-    if "stop_reason" in choice:  # vLLM / SGLang / ttscale: str = a stop string, else the model
-        return "stop" if isinstance(choice["stop_reason"], str) else "eos"
-    return "stop" if asked_stop else "eos"  # the server does not say (llama.cpp)
-
-
-def _logprob_tokens(choice: dict[str, Any]) -> tuple[list[str], list[float]] | None:
-    lp = choice.get("logprobs")
-    if not isinstance(lp, dict) or not isinstance(lp.get("tokens"), list):
-        return None
-    values = [float(x) if isinstance(x, (int, float)) else float("nan")
-              for x in lp.get("token_logprobs") or []]
-    return [str(t) for t in lp["tokens"]], values
-
-
-def _int(v: Any) -> int:
-    return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else 0
-
-
-def _split(total: int, weights: list[int]) -> list[int]:
-    """Split ``total`` into integers proportional to ``weights`` (largest remainder)."""
-    if not weights:
-        return []
-    if len(weights) == 1:
-        return [total]
-    w = [max(x, 1) for x in weights]
-    s = sum(w)
-    raw = [total * x / s for x in w]
-    out = [int(r) for r in raw]
-    order = sorted(range(len(w)), key=lambda i: -(raw[i] - out[i]))
-    for i in order[: total - sum(out)]:
-        out[i] += 1
-    return out

@@ -7,6 +7,10 @@ written, no child processes), then imports math-verify and answers one JSON line
 
     -> {"g": gold, "p": pred, "t": seconds}      <- {"equal": bool, "s": seconds}
                                                   <- {"error": "TypeName", "s": seconds}
+    -> {"x": text, "t": seconds}                  <- {"answer": str | null, "s": seconds}
+
+The second kind is math-verify's own answer *extraction* from a whole response (a second
+opinion for ``grading.extract``); the text has already been capped to its tail by the parent.
 
 The first line it writes is ``{"ready": true}`` or ``{"fatal": "..."}``. math-verify's own
 ``signal.alarm`` timeouts are disabled (``None``): the parent enforces the wall clock by killing
@@ -85,12 +89,27 @@ def main() -> None:
         _send({"fatal": f"{type(e).__name__}: {e}"})
         return
 
+    def usable(parsed: list) -> bool:
+        return any(not isinstance(x, str) for x in parsed)
+
     def parse_answer(s: str) -> list:
         s = s.strip()
         if len(s) >= 2 and s[0] == s[-1] == "$":
             s = s.strip("$").strip()
         boxed = s if s.startswith(("\\boxed", "\\fbox")) else "\\boxed{" + s + "}"
-        return parse(boxed, parsing_timeout=None) or parse(s, parsing_timeout=None)
+        parsed = parse(boxed, parsing_timeout=None)
+        if usable(parsed):
+            return parsed
+        # the wrapper changed what the parser reads and gave nothing usable: the plain parse,
+        # but only where it read (nearly) the whole answer, not a number out of prose or code
+        plain = parse(s, parsing_timeout=None)
+        read = max((len(x) for x in plain if isinstance(x, str)), default=0)
+        return plain if usable(plain) and read >= 0.6 * len(s) else parsed
+
+    def extract(text: str) -> str | None:
+        parsed = parse(text, parsing_timeout=None)
+        strings = [x for x in parsed if isinstance(x, str) and x.strip()]
+        return strings[-1].strip() if strings else None
 
     parse_gold = lru_cache(maxsize=512)(parse_answer)
     # Warm up sympy's lazily imported code paths now, so the first real checks do not spend
@@ -106,8 +125,11 @@ def main() -> None:
         try:
             req = json.loads(raw)
             _limit_cpu(float(req.get("t", 5.0)))
-            gold, pred = parse_gold(req["g"]), parse_answer(req["p"])
-            out = {"equal": bool(verify(gold, pred, timeout_seconds=None))}
+            if "x" in req:
+                out = {"answer": extract(req["x"])}
+            else:
+                gold, pred = parse_gold(req["g"]), parse_answer(req["p"])
+                out = {"equal": bool(verify(gold, pred, timeout_seconds=None))}
         except Exception as e:  # noqa: BLE001 - never str(e): sympy objects can hang in str()
             out = {"error": type(e).__name__}
         out["s"] = time.perf_counter() - t0

@@ -5,24 +5,38 @@ numbers exactly (``Fraction``). Anything that needs real maths (``\\sqrt{2}/2`` 
 ``\\frac{\\sqrt2}{2}``, intervals, sets, equations) goes to math-verify inside the killable,
 resource-limited worker of ``sandbox.py``, after a pre-check has turned away absurd input.
 
-Reasons in a ``GradeResult``: ``exact``, ``numeric``, ``math-verify``, ``no-answer``,
-``timeout``, ``rejected: <why>``, ``worker-error: <why>``.
+Reasons in a ``GradeResult``: ``exact``, ``exact-words`` (word answers, any case), ``numeric``,
+``numeric-list``, ``numeric-tolerance``/``numeric-rounded`` (only with those options),
+``choice`` (multiple-choice letters), ``unreduced`` (only with ``require_reduced``),
+``math-verify``, ``no-answer``, ``timeout``, ``rejected: <why>``, ``worker-error: <why>``.
 """
 
 from __future__ import annotations
 
-import json
+import math
+import re
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from decimal import ROUND_HALF_UP, Decimal
+from fractions import Fraction
 from typing import Any
 
-from ttscale.grading.normalize import MAX_CHARS, as_number, normalize_answer, precheck
-from ttscale.grading.sandbox import Sandbox, default_sandbox
+from ttscale.grading.extract import boxed_answer
+from ttscale.grading.normalize import (
+    MAX_CHARS,
+    Number,
+    _unwrap_commands,
+    as_number,
+    clean_answer,
+    normalize_answer,
+    precheck,
+)
+from ttscale.grading.options import DEFAULT_OPTIONS, GradeOptions
+from ttscale.grading.sandbox import Sandbox, SandboxPool, default_sandbox
 
-__all__ = ["GradeResult", "grade", "grade_many", "grade_file"]
+__all__ = ["GradeResult", "grade", "grade_many"]
 
 
 @dataclass(frozen=True)
@@ -64,7 +78,124 @@ def _check_types(pred: object, gold: object) -> None:
         raise TypeError(f"gold must be a str, got {type(gold).__name__}")
 
 
-def _fast(pred: str | None, gold: str) -> tuple[bool, str] | None:
+_WORDS = re.compile(r"[A-Za-z][A-Za-z' -]*[A-Za-z]")  # two letters at least: "x" is a variable
+_CHOICE = re.compile(r"\(?([A-E])\)?")
+_CHOICE_LEAD = re.compile(r"(?:\(([A-E])\)|([A-E])[.):])\s*\S")
+_BARE_PERCENT = re.compile(r"(?<!\\)%")
+_DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+")
+_PLAIN_FRACTION = re.compile(r"[+-]?(?:\\frac\{(\d+)\}\{(\d+)\}|(\d+)/(\d+))")
+
+
+def _choice_letter(raw: str, normal: str, bare: bool) -> str | None:
+    """``B``/``(B)`` (bare) or ``(B) 12``/``B. 12`` (a labelled choice) -> ``B``."""
+    if bare:
+        m = _CHOICE.fullmatch(normal)
+        return m.group(1) if m else None
+    text = raw.strip().strip("$").strip()
+    if "\\" in text:
+        text = _unwrap_commands(text).strip()
+    m = _CHOICE_LEAD.match(text)
+    return (m.group(1) or m.group(2)) if m else None
+
+
+def _choices(pred: str, gold: str, p: str, g: str) -> bool | None:
+    gb, pb = _choice_letter(gold, g, True), _choice_letter(pred, p, True)
+    if gb and pb:
+        return gb == pb
+    if gb:
+        lead = _choice_letter(pred, p, False)
+        return None if lead is None else lead == gb
+    if pb:
+        lead = _choice_letter(gold, g, False)
+        return None if lead is None else lead == pb
+    return None
+
+
+def _unreduced(s: str) -> bool:
+    m = _PLAIN_FRACTION.fullmatch(s)
+    if not m:
+        return False
+    num, den = int(m.group(1) or m.group(3)), int(m.group(2) or m.group(4))
+    return den != 0 and math.gcd(num, den) > 1
+
+
+def _rounds_to(pred: str, pred_value: Fraction, gold_value: Fraction) -> bool:
+    """Is ``pred`` (a decimal) the gold value rounded half-up to the digits ``pred`` shows?"""
+    digits = len(pred.split(".", 1)[1]) if "." in pred else 0
+    if digits == 0 or digits > 12:
+        return False
+    q = Decimal(1).scaleb(-digits)
+    gold_dec = Decimal(gold_value.numerator) / Decimal(gold_value.denominator)
+    return gold_dec.quantize(q, rounding=ROUND_HALF_UP) == Decimal(pred.lstrip("+"))
+
+
+def _numbers_equal(pn: Number, gn: Number, p: str, opts: GradeOptions) -> tuple[bool, str] | None:
+    if pn.value == gn.value:
+        return True, "numeric"
+    if opts.rel_tol and abs(pn.value - gn.value) <= Fraction(opts.rel_tol) * abs(gn.value):
+        return True, "numeric-tolerance"
+    if opts.accept_rounded and pn.kind == "decimal" and _rounds_to(p, pn.value, gn.value):
+        return True, "numeric-rounded"
+    if pn.kind == gn.kind == "decimal" or not (opts.rel_tol or opts.accept_rounded):
+        # a fraction against a rounded decimal (1/3 vs 0.3333): math-verify knows the rules
+        return (False, "numeric") if pn.kind == gn.kind == "decimal" else None
+    return None
+
+
+def _bare_list(s: str) -> list[str] | None:
+    """``1,2,3`` (normalised, no brackets anywhere) -> items; None if not a bare list."""
+    if "," not in s or any(ch in s for ch in "()[]{}\\"):
+        return None
+    items = s.split(",")
+    return items if all(items) else None
+
+
+_OPENERS = {"\\{": "\\}", "(": ")", "[": "]"}
+
+
+def _bracketed(s: str) -> tuple[str, list[str]] | None:
+    """``\\{1,2\\}`` / ``(1,2)`` / ``[1,2)`` (normalised) -> (brackets, items); plain items only."""
+    for op in _OPENERS:
+        if s.startswith(op):
+            close = s[-2:] if s.endswith("\\}") else s[-1:]
+            inner = s[len(op):len(s) - len(close)]
+            if close not in ("\\}", ")", "]") or (op == "\\{") != (close == "\\}"):
+                return None
+            items = inner.split(",")
+            if any(ch in inner for ch in "()[]{}\\") or not all(items):
+                return None
+            return op + close, items
+    return None
+
+
+def _lists(p: str, g: str, opts: GradeOptions) -> tuple[bool, str] | None:
+    """Two lists of plain numbers, bare or in the same brackets: decided here. Bare lists and
+    ``\\{...\\}`` compare as sets (bare ones in order with ``ordered_lists``), tuples and
+    intervals in order."""
+    pl, gl = _bare_list(p), _bare_list(g)
+    if pl is None or gl is None:
+        pb, gb = _bracketed(p), _bracketed(g)
+        if pb is None or gb is None or pb[0] != gb[0]:
+            return None
+        pv, gv = [as_number(x) for x in pb[1]], [as_number(x) for x in gb[1]]
+        if any(x is None for x in pv) or any(x is None for x in gv):
+            return None
+        pvals = [x.value for x in pv if x is not None]
+        gvals = [x.value for x in gv if x is not None]
+        if pb[0] == "\\{\\}":
+            return set(pvals) == set(gvals), "numeric-list"
+        return pvals == gvals, "numeric-list"
+    pv, gv = [as_number(x) for x in pl], [as_number(x) for x in gl]
+    if any(x is None for x in pv) or any(x is None for x in gv):
+        return None
+    pvals = [x.value for x in pv if x is not None]
+    gvals = [x.value for x in gv if x is not None]
+    if opts.ordered_lists:
+        return pvals == gvals, "numeric-list"
+    return set(pvals) == set(gvals), "numeric-list"
+
+
+def _fast(pred: str | None, gold: str, opts: GradeOptions) -> tuple[bool, str] | None:
     """Decide without the sandbox when possible: returns (equal, reason) or None."""
     if pred is None or not pred.strip():
         return False, "no-answer"
@@ -74,17 +205,30 @@ def _fast(pred: str | None, gold: str) -> tuple[bool, str] | None:
         if len(s) > MAX_CHARS:
             return False, f"rejected: {side} too long ({len(s)} chars > {MAX_CHARS})"
     p, g = normalize_answer(pred), normalize_answer(gold)
-    if p == g and p:
-        return True, "exact"
     if not p:
         return False, "no-answer"
+    if opts.require_reduced and _unreduced(p) and not _unreduced(g):
+        return False, "unreduced"
+    if p == g:
+        return True, "exact"
+    if _WORDS.fullmatch(p) and _WORDS.fullmatch(g) and p.casefold() == g.casefold():
+        return True, "exact-words"
+    if opts.choice_letters:
+        same = _choices(pred, gold, p, g)
+        if same is not None:
+            return same, "choice"
     pn, gn = as_number(p), as_number(g)
+    if pn is None and gn is not None and "." in g and _DECIMAL_COMMA.fullmatch(p):
+        pn = as_number(p.replace(",", "."))  # decimal comma: "1,22" against "1.22"
+    if gn is None and pn is not None and "." in p and _DECIMAL_COMMA.fullmatch(g):
+        gn = as_number(g.replace(",", "."))
     if pn is not None and gn is not None:
-        if pn.value == gn.value:
-            return True, "numeric"
-        if pn.kind == gn.kind == "decimal":
-            return False, "numeric"
-        # a fraction against a rounded decimal (1/3 vs 0.3333): math-verify knows the rules
+        decided = _numbers_equal(pn, gn, p, opts)
+        if decided is not None:
+            return decided
+    listed = _lists(p, g, opts)
+    if listed is not None:
+        return listed
     for side, s in (("pred", pred), ("gold", gold)):
         why = precheck(s)
         if why:
@@ -92,24 +236,49 @@ def _fast(pred: str | None, gold: str) -> tuple[bool, str] | None:
     return None
 
 
+def _unbox(s: str) -> str:
+    """An answer that still holds boxes (``x \\in \\boxed{[0,1)}.``) is its boxed part."""
+    if len(s) <= MAX_CHARS and ("\\boxed" in s or "\\fbox" in s):
+        return boxed_answer(s) or s
+    return s
+
+
+def _for_parser(s: str, opts: GradeOptions) -> str:
+    """What math-verify gets: the cleaned answer; a bare list as a tuple when order counts."""
+    s = _BARE_PERCENT.sub(r"\\%", clean_answer(s))  # a bare "%" starts a LaTeX comment
+    if opts.ordered_lists and "," in s and not s.startswith(("(", "[", "\\{", "\\left")):
+        depth = 0
+        top_comma = False
+        for ch in s:
+            depth += {"(": 1, "[": 1, "{": 1, ")": -1, "]": -1, "}": -1}.get(ch, 0)
+            top_comma = top_comma or (ch == "," and depth == 0)
+        if top_comma:
+            s = "(" + s + ")"
+    return s
+
+
 def grade_many(pairs: list[tuple[str | None, str]], timeout_s: float = 5.0,
-               sandbox: Sandbox | None = None) -> list[GradeResult]:
+               sandbox: Sandbox | SandboxPool | None = None,
+               options: GradeOptions | None = None) -> list[GradeResult]:
     """Grade ``(pred, gold)`` pairs; the ones that need math-verify go in one batch.
 
     Each math-verify check is bounded by ``timeout_s`` seconds of wall clock (a check that runs
-    over is killed and graded ``equal=False, reason="timeout"``).
+    over is killed and graded ``equal=False, reason="timeout"``). ``options`` (default
+    ``GradeOptions()``) sets the policy on lists, fractions, rounding and choice letters.
     """
     if not timeout_s > 0:
         raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+    opts = options or DEFAULT_OPTIONS
     out: list[GradeResult | None] = [None] * len(pairs)
     todo: dict[tuple[str, str], list[int]] = {}
     for i, (pred, gold) in enumerate(pairs):
         _check_types(pred, gold)
         t0 = time.perf_counter()
-        fast = _fast(pred, gold)
+        pred, gold = (_unbox(pred) if pred else pred), _unbox(gold)
+        fast = _fast(pred, gold, opts)
         if fast is None:
             assert pred is not None
-            key = (pred, gold)
+            key = (_for_parser(pred, opts), _for_parser(gold, opts))
             cached = _cache_get(key)
             if cached is None:
                 todo.setdefault(key, []).append(i)
@@ -128,56 +297,7 @@ def grade_many(pairs: list[tuple[str | None, str]], timeout_s: float = 5.0,
 
 
 def grade(pred: str | None, gold: str, timeout_s: float = 5.0,
-          sandbox: Sandbox | None = None) -> GradeResult:
+          sandbox: Sandbox | SandboxPool | None = None,
+          options: GradeOptions | None = None) -> GradeResult:
     """Grade one predicted answer (already extracted, e.g. by ``extract_answer``) against gold."""
-    return grade_many([(pred, gold)], timeout_s, sandbox)[0]
-
-
-def _as_answer(value: object, field: str, where: str, allow_none: bool) -> str | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
-    raise ValueError(f"{where}: field {field!r} must be a string or number, "
-                     f"got {type(value).__name__}")
-
-
-def grade_file(in_path: str | Path, out_path: str | Path | None = None,
-               timeout_s: float = 5.0) -> list[dict[str, Any]]:
-    """Grade a JSONL file of ``{"pred": ..., "gold": ...}`` lines (other keys are kept).
-
-    Returns the records with ``equal``, ``reason`` and ``seconds`` added, and writes them as
-    JSONL to ``out_path`` when given. Every line must be a JSON object with both keys (``pred``
-    may be null); anything else raises ``ValueError("FILE:LINE: why")`` before grading starts.
-    """
-    in_path = Path(in_path)
-    records: list[dict[str, Any]] = []
-    pairs: list[tuple[str | None, str]] = []
-    with in_path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            where = f"{in_path}:{lineno}"
-            if not line.strip():
-                raise ValueError(f"{where}: empty line")
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{where}: invalid JSON ({e.msg})") from None
-            if not isinstance(rec, dict):
-                raise ValueError(f"{where}: expected a JSON object, got {type(rec).__name__}")
-            for key in ("pred", "gold"):
-                if key not in rec:
-                    raise ValueError(f"{where}: missing field {key!r}")
-            pred = _as_answer(rec["pred"], "pred", where, allow_none=True)
-            gold = _as_answer(rec["gold"], "gold", where, allow_none=False)
-            assert gold is not None
-            records.append(rec)
-            pairs.append((pred, gold))
-    for rec, res in zip(records, grade_many(pairs, timeout_s), strict=True):
-        rec.update(res.to_dict())
-    if out_path is not None:
-        with Path(out_path).open("w", encoding="utf-8") as f:
-            for rec in records:
-                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    return records
+    return grade_many([(pred, gold)], timeout_s, sandbox, options)[0]

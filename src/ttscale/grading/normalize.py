@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 
-__all__ = ["MAX_CHARS", "MAX_NESTING", "Number", "as_number", "normalize_answer", "precheck"]
+__all__ = ["MAX_CHARS", "MAX_NESTING", "Number", "as_number", "clean_answer", "normalize_answer",
+           "precheck", "strip_units"]
 
 #: longer answers are not normalised or parsed; only an exact string match can make them equal
 MAX_CHARS = 10_000
@@ -30,7 +31,27 @@ _LEFT_RIGHT = re.compile(r"\\(?:left|right)(?![A-Za-z])")
 _SPACES = re.compile(r"\\[,;:! ]|\\q?quad(?![A-Za-z])|~|\s+")
 _DEGREES = re.compile(r"\^\{?\\circ\}?")
 _FRAC_SHORT = re.compile(r"\\frac(\d)(\d)")
-_THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+# a thousands separator: no space around the comma (checked on the unspaced text), a first group
+# of 1-3 digits not led by 0, exactly three digits after every comma
+_THOUSANDS = re.compile(r"[+-]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?")
+_NEG_SPACE = re.compile(r"\s*\\!\s*")
+_SPACED_COMMA = re.compile(r"\s,|,\s|,\\[ ,;:]|,~")
+_MIXED_NUMBER = re.compile(r"([+-]?)(\d{1,9})(?:\s+(\d{1,9})/(\d{1,9})"
+                           r"|\s*\\[dt]?frac\s*\{(\d{1,9})\}\s*\{(\d{1,9})\})")
+_SQRT_UNBRACED = re.compile(r"\\sqrt\s*(\[[^\]{}]{1,10}\])?\s*([0-9A-Za-z]|\\[A-Za-z]+)")
+_TRAILING_BREAKS = re.compile(r"(?:\s|\\\\|\\newline(?![A-Za-z])|\\(?![A-Za-z{}$%&_#,;:! ]))+$")
+_TEXT_UNIT = re.compile(r"\\(?:text|textnormal|textrm|mbox|mathrm|textbf|textit)\s*\{\s*"
+                        r"(?:[A-Za-z][A-Za-z.]*\s*){1,3}\}(?:\s*\^\s*\{?[23]\}?)?\s*$")
+_UNIT_WORDS = (
+    "units?|square units|cubic units|sq units|cm|centimeters?|centimetres?|mm|millimeters?|"
+    "m|meters?|metres?|km|kilometers?|kilometres?|inch(?:es)?|in|feet|foot|ft|yards?|yd|"
+    "miles?|mi|mph|km/h|degrees?|deg|dollars?|cents?|euros?|pounds?|lbs?|ounces?|oz|"
+    "hours?|hrs?|h|minutes?|mins?|seconds?|secs?|s|days?|weeks?|months?|years?|"
+    "kg|kilograms?|g|grams?|mg|liters?|litres?|l|ml|gallons?|gal"
+)
+_PERCENT_WORD = re.compile(r"(?<=[0-9}$])\s*(?:percentage|percent|pct)\.?$", re.IGNORECASE)
+_PLAIN_UNIT = re.compile(rf"(?<=[0-9}}).$])\s*(?:sq\.?\s*|square\s+|cubic\s+)?(?:{_UNIT_WORDS})"
+                         r"(?:\s*\^\s*\{?[23]\}?|[²³])?\.?$", re.IGNORECASE)
 _INTEGER = re.compile(r"([+-]?)0*(\d+)")
 _DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)")
 _FRACTION = re.compile(r"([+-]?)(?:\\frac\{([+-]?\d+)\}\{([+-]?\d+)\}|(\d+)/(\d+))")
@@ -83,6 +104,49 @@ def _unwrap_box(s: str) -> str:
     return s
 
 
+def strip_units(s: str) -> str:
+    """Drop a trailing unit: ``15\\mbox{ cm}^2`` -> ``15``, ``5 cm`` -> ``5``, ``$12$ dollars``.
+
+    A ``\\text{...}`` unit goes when something with a digit stays; a plain unit word only after
+    a number (``x m`` keeps its ``m``: there it may be a variable).
+    """
+    s = _PERCENT_WORD.sub("\\\\%", s)  # a percentage stays one: 28 percent = 28\\%
+    for _ in range(2):
+        m = _TEXT_UNIT.search(s)
+        if m and any(ch.isdigit() for ch in s[:m.start()]):
+            s = s[:m.start()].rstrip()
+        m = _PLAIN_UNIT.search(s)
+        if m and len(s) - m.start() <= 40:
+            s = s[:m.start()].rstrip()
+    return s
+
+
+def clean_answer(s: str) -> str:
+    """The light clean-up both the fast path and the parser get (value never changes).
+
+    Strips ``$`` delimiters, trailing backslashes and line-break tokens (a trailing ``\\``
+    would escape the ``\\boxed{...}`` wrapper's closing brace), units, braces an unbraced
+    ``\\sqrt[n]X`` argument, and reads a mixed number ``7 3/4`` or ``7\\frac{3}{4}`` (exactly that
+    shape, proper fraction) as 31/4.
+    """
+    s = s.strip()
+    if len(s) > MAX_CHARS:
+        return s
+    if len(s) >= 2 and s[0] == s[-1] == "$":
+        s = s.strip("$").strip()
+    s = _TRAILING_BREAKS.sub("", s)
+    s = _TRAILING_BREAKS.sub("", strip_units(s))
+    if "\\sqrt" in s:
+        s = _SQRT_UNBRACED.sub(lambda m: f"\\sqrt{m.group(1) or ''}{{{m.group(2)}}}", s)
+    m = _MIXED_NUMBER.fullmatch(s)
+    if m:
+        whole = int(m.group(2))
+        num, den = int(m.group(3) or m.group(5)), int(m.group(4) or m.group(6))
+        if 0 < num < den or (m.group(3) and den):  # "918\frac{1}{2}"; "7 3/4"
+            s = f"{m.group(1)}{whole * den + num}/{den}"
+    return s
+
+
 def normalize_answer(s: str) -> str:
     """A canonical string form of an answer, for the exact-match fast path.
 
@@ -91,10 +155,12 @@ def normalize_answer(s: str) -> str:
     degree signs, ``%``, a trailing ``.``, thousands commas in a plain number and leading zeros
     of an integer (``05`` -> ``5``). Inputs over ``MAX_CHARS`` are returned stripped only.
     """
-    s = s.strip()
+    s = clean_answer(s)
     if len(s) > MAX_CHARS:
         return s
     s = s.replace("\\$", "").replace("$", "").replace("\u2212", "-")  # U+2212 minus sign
+    s = _NEG_SPACE.sub("", s).replace("{,}", ",")  # "11,\\! 111": source spaces, not gaps
+    spaced_comma = bool(_SPACED_COMMA.search(s))
     s = _SPACES.sub("", s)
     s = _unwrap_box(s)
     s = _LEFT_RIGHT.sub("", s)
@@ -107,7 +173,7 @@ def normalize_answer(s: str) -> str:
     s = s.replace("{,}", ",")
     while s.endswith(".") and not s.endswith(".."):
         s = s[:-1]
-    if _THOUSANDS.fullmatch(s):
+    if not spaced_comma and _THOUSANDS.fullmatch(s):
         s = s.replace(",", "")
     m = _INTEGER.fullmatch(s)
     if m:

@@ -6,6 +6,7 @@ on deep nesting. Only a separate process can be bounded on all three: it runs un
 and ``RLIMIT_CPU`` (see ``_worker.py``) and the parent kills it when a check passes its wall-clock
 limit. One worker is reused across checks (importing math-verify costs about a second), checks
 are sent in batches, and a killed or crashed worker is restarted lazily on the next check.
+``SandboxPool`` runs several such workers (one per CPU by default) and splits a batch across them.
 
 POSIX only (``select`` on a pipe, ``resource``).
 """
@@ -25,7 +26,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-__all__ = ["Sandbox", "Verdict", "default_sandbox"]
+__all__ = ["Sandbox", "SandboxPool", "Verdict", "default_pool_size", "default_sandbox"]
 
 _WORKER_FILE = str(Path(__file__).with_name("_worker.py"))
 # Drop "" / "." from sys.path so a file in the current directory cannot shadow a module the
@@ -179,13 +180,35 @@ class Sandbox:
         Each check gets at most ``timeout_s`` seconds of wall clock, counted from when the worker
         could start it; worker start-up (bounded by ``startup_timeout_s``) is not counted.
         """
+        requests = [{"g": gold, "p": pred} for pred, gold in pairs]
+        out: list[Verdict] = []
+        for msg, reason, seconds in self._exchange(requests, timeout_s, "equal"):
+            if msg is None:
+                out.append(Verdict(False, reason, seconds))
+            elif "error" in msg:
+                out.append(Verdict(False, f"worker-error: {msg['error']}", seconds))
+            else:
+                out.append(Verdict(bool(msg["equal"]), "math-verify", seconds))
+        return out
+
+    def extract_many(self, texts: list[str], timeout_s: float = 5.0) -> list[str | None]:
+        """math-verify's own answer extraction from each text (None: nothing, error or timeout).
+
+        The texts should already be capped (``grading.extract`` sends only a response's tail).
+        """
+        out: list[str | None] = []
+        for msg, _, _ in self._exchange([{"x": t} for t in texts], timeout_s, "answer"):
+            answer = msg.get("answer") if msg is not None else None
+            out.append(answer if isinstance(answer, str) and answer.strip() else None)
+        return out
+
+    def _exchange(self, bodies: list[dict], timeout_s: float,
+                  key: str) -> list[tuple[dict | None, str, float]]:
+        """Send requests, return ``(reply or None, failure reason, seconds)`` for each."""
         if not timeout_s > 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
-        requests = [
-            (json.dumps({"g": gold, "p": pred, "t": timeout_s}) + "\n").encode()
-            for pred, gold in pairs
-        ]
-        results: list[Verdict | None] = [None] * len(pairs)
+        requests = [(json.dumps(dict(b, t=timeout_s)) + "\n").encode() for b in bodies]
+        results: list[tuple[dict | None, str, float] | None] = [None] * len(requests)
         with self._lock:
             i = 0
             while i < len(requests):
@@ -197,10 +220,10 @@ class Sandbox:
                     self._ensure_started()
                 except _WorkerDied as e:
                     for k in range(i, len(requests)):
-                        results[k] = Verdict(False, f"worker-error: {e}", 0.0)
+                        results[k] = (None, f"worker-error: {e}", 0.0)
                     break
                 try:
-                    i = self._run_chunk(requests, i, j, timeout_s, results)
+                    i = self._run_chunk(requests, i, j, timeout_s, results, key)
                 except BaseException:
                     # e.g. KeyboardInterrupt mid-check: the worker's pending answers would be
                     # read as answers to the next requests, so it cannot be kept
@@ -209,7 +232,7 @@ class Sandbox:
         return [r for r in results if r is not None]
 
     def _run_chunk(self, requests: list[bytes], i: int, j: int, timeout_s: float,
-                   results: list[Verdict | None]) -> int:
+                   results: list[tuple[dict | None, str, float] | None], key: str) -> int:
         """Send requests[i:j], collect answers; returns the index of the first one not answered."""
         assert self._proc is not None and self._proc.stdin is not None
         start = time.monotonic()
@@ -219,46 +242,140 @@ class Sandbox:
                 data = data[self._proc.stdin.write(data) or 0:]
         except OSError:  # BrokenPipeError: the worker is gone
             code = self._stop()
-            results[i] = Verdict(False, f"worker-error: {_describe_exit(code)}",
-                                 time.monotonic() - start)
+            results[i] = (None, f"worker-error: {_describe_exit(code)}", time.monotonic() - start)
             return i + 1
         for k in range(i, j):
             try:
                 line = self._read_line(start + timeout_s)
             except _Timeout:
                 self._stop()
-                results[k] = Verdict(False, "timeout", time.monotonic() - start)
+                results[k] = (None, "timeout", time.monotonic() - start)
                 return k + 1
             now = time.monotonic()
             if line is None:
                 code = self._stop()
-                results[k] = Verdict(False, f"worker-error: {_describe_exit(code)}", now - start)
+                results[k] = (None, f"worker-error: {_describe_exit(code)}", now - start)
                 return k + 1
             try:
                 msg = json.loads(line)
-                if not isinstance(msg, dict) or not ("error" in msg or "equal" in msg):
+                if not isinstance(msg, dict) or not ("error" in msg or key in msg):
                     raise ValueError
             except ValueError:
                 self._stop()
-                results[k] = Verdict(False, "worker-error: bad reply", now - start)
+                results[k] = (None, "worker-error: bad reply", now - start)
                 return k + 1
-            if "error" in msg:
-                results[k] = Verdict(False, f"worker-error: {msg['error']}", now - start)
-            else:
-                results[k] = Verdict(bool(msg["equal"]), "math-verify", now - start)
+            results[k] = (msg, "", now - start)
             start = now
         return j
 
 
-_default: Sandbox | None = None
+def default_pool_size() -> int:
+    """Workers for the default pool: ``TTSCALE_GRADING_WORKERS``, else one per CPU (max 8).
+
+    Each worker holds math-verify and sympy (~150 MB resident, capped at ``memory_mb``), so the
+    cap keeps a big machine from spending gigabytes on graders it cannot keep busy.
+    """
+    raw = os.environ.get("TTSCALE_GRADING_WORKERS", "").strip()
+    if raw:
+        try:
+            n = int(raw)
+        except ValueError:
+            raise ValueError(f"TTSCALE_GRADING_WORKERS must be an integer, got {raw!r}") from None
+        if n < 1:
+            raise ValueError(f"TTSCALE_GRADING_WORKERS must be >= 1, got {n}")
+        return n
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+class SandboxPool:
+    """Several ``Sandbox`` workers; a batch is split across them and checked in parallel.
+
+    Every worker keeps the guarantees of ``Sandbox`` (rlimits, kill on timeout, lazy restart).
+    Workers start only when a batch is big enough to use them, so one-off checks cost one
+    worker. Same interface as ``Sandbox`` (``check``, ``check_many``, ``extract_many``).
+    """
+
+    #: a worker is only worth starting (about a second) for at least this many checks
+    MIN_PER_WORKER = 8
+
+    def __init__(self, size: int | None = None, memory_mb: int = 1024,
+                 startup_timeout_s: float = 60.0) -> None:
+        size = default_pool_size() if size is None else size
+        if size < 1:
+            raise ValueError(f"pool size must be >= 1, got {size}")
+        self.workers = [Sandbox(memory_mb, startup_timeout_s) for _ in range(size)]
+
+    @property
+    def size(self) -> int:
+        return len(self.workers)
+
+    @property
+    def starts(self) -> int:
+        return sum(w.starts for w in self.workers)
+
+    @property
+    def pid(self) -> int | None:
+        return self.workers[0].pid
+
+    def _split(self, n: int) -> list[tuple[int, int]]:
+        k = max(1, min(self.size, n // self.MIN_PER_WORKER))
+        bounds = [round(n * w / k) for w in range(k + 1)]
+        return [(bounds[w], bounds[w + 1]) for w in range(k)]
+
+    def _parallel(self, items: list, call) -> list:  # noqa: ANN001 - internal helper
+        parts = self._split(len(items))
+        if len(parts) == 1:
+            return call(self.workers[0], items)
+        out: list[list | None] = [None] * len(parts)
+        errors: list[BaseException] = []
+
+        def run(w: int, a: int, b: int) -> None:
+            try:
+                out[w] = call(self.workers[w], items[a:b])
+            except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+                errors.append(e)
+
+        threads = [threading.Thread(target=run, args=(w, a, b), daemon=True)
+                   for w, (a, b) in enumerate(parts)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+        return [x for part in out for x in (part or [])]
+
+    def check(self, pred: str, gold: str, timeout_s: float = 5.0) -> Verdict:
+        return self.check_many([(pred, gold)], timeout_s)[0]
+
+    def check_many(self, pairs: list[tuple[str, str]], timeout_s: float = 5.0) -> list[Verdict]:
+        if not timeout_s > 0:
+            raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+        return self._parallel(pairs, lambda w, part: w.check_many(part, timeout_s))
+
+    def extract_many(self, texts: list[str], timeout_s: float = 5.0) -> list[str | None]:
+        return self._parallel(texts, lambda w, part: w.extract_many(part, timeout_s))
+
+    def close(self) -> None:
+        for w in self.workers:
+            w.close()
+
+    def __enter__(self) -> SandboxPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_default: SandboxPool | None = None
 _default_lock = threading.Lock()
 
 
-def default_sandbox() -> Sandbox:
-    """The process-wide sandbox used by ``grade``/``grade_many`` (closed at exit)."""
+def default_sandbox() -> SandboxPool:
+    """The process-wide worker pool used by ``grade``/``grade_many`` (closed at exit)."""
     global _default
     with _default_lock:
         if _default is None:
-            _default = Sandbox()
+            _default = SandboxPool()
             atexit.register(_default.close)
         return _default

@@ -63,7 +63,7 @@ class PolicyEntry(BaseModel):
     @field_validator("strategy")
     @classmethod
     def _known_strategy(cls, v: str) -> str:
-        from ttscale.strategies.base import STRATEGIES, get_strategy
+        from ttscale.strategies.registry import STRATEGIES, get_strategy
 
         if v == "compute-optimal":
             raise ValueError("a policy entry cannot be compute-optimal itself")

@@ -57,7 +57,7 @@ __all__ = ["ProxyConfig", "Serialized", "create_proxy_app", "resolve_request"]
 
 #: option key under which the compute-optimal strategy receives the policy table path
 #: (``ttscale.strategies.compute_optimal``); clients may not set it (it names a server file)
-POLICY_TABLE_OPTION = "policy"
+POLICY_TABLE_OPTION = "policy_table"
 COMPUTE_OPTIMAL = "compute-optimal"
 
 
@@ -142,10 +142,15 @@ class CompletionBody(_Common):
 # ---- strategy resolution -------------------------------------------------------------------
 
 
-def _registered() -> dict[str, Any]:
-    from ttscale.strategies.base import STRATEGIES, get_strategy
+def own_options(strategy: str, shared: dict[str, Any]) -> dict[str, Any]:
+    from ttscale.strategies.registry import own_options as own
 
-    get_strategy("majority")  # imports (so registers) the built-in strategies
+    return own(strategy, shared)
+
+
+def _registered() -> dict[str, Any]:
+    from ttscale.strategies.registry import STRATEGIES
+
     return STRATEGIES
 
 
@@ -157,7 +162,7 @@ def resolve_request(model: str, extra: dict[str, Any] | None, cfg: ProxyConfig,
     if name != cfg.served_model:
         raise ApiError(404, f"model {model!r} does not exist; use {cfg.served_model!r} or "
                        f"{cfg.served_model!r}@<strategy>[:<budget>]", "model_not_found", "model")
-    strategy, budget, options = default_strategy, cfg.default_budget, dict(default_options)
+    strategy, budget, asked = default_strategy, cfg.default_budget, {}
     if sep:
         strat, colon, n = spec.partition(":")
         if not strat:
@@ -178,16 +183,23 @@ def resolve_request(model: str, extra: dict[str, Any] | None, cfg: ProxyConfig,
         if "budget" in extra:
             budget = _budget(extra["budget"], "ttscale.budget")
         if "options" in extra:
-            options.update(_options(extra["options"], cfg))
+            asked = _options(extra["options"], cfg)
     known = _registered()
     if strategy not in known:
         raise ApiError(400, f"unknown strategy {strategy!r}; choose one of "
                        f"{', '.join(sorted(known))}", "unknown_strategy", "strategy")
+    # the server's default options apply where they mean something (beam_width is nothing to
+    # majority voting); what the request asks for must all be options of its strategy
+    options = {**own_options(strategy, default_options), **asked}
     if budget > cfg.max_budget:
         raise ApiError(400, f"budget {budget} exceeds this server's per-request cap of "
                        f"{cfg.max_budget}", "budget_too_large", "budget")
     if strategy == COMPUTE_OPTIMAL and cfg.policy_table and POLICY_TABLE_OPTION not in options:
         options[POLICY_TABLE_OPTION] = cfg.policy_table
+    try:  # a typo or a budget the strategy cannot split: 400 before any spending
+        known[strategy].parse(options, budget)
+    except ValueError as e:
+        raise ApiError(400, str(e), "invalid_request", "ttscale.options") from None
     return strategy, budget, options
 
 
@@ -374,10 +386,11 @@ class _Run:
     max_rounds: int
 
     def solve(self, problem: Any) -> Any:
-        from ttscale.engines.http_pool import ClientError, ServerError
-        from ttscale.strategies.base import SearchContext, get_strategy
+        from ttscale.net.pool import ClientError, ServerError
+        from ttscale.strategies.base import SearchContext
+        from ttscale.strategies.registry import get_spec
 
-        fn = get_strategy(self.strategy)
+        fn = get_spec(self.strategy)
         ctx = SearchContext(task=self.task, generator=self.generator, scorer=self.scorer,
                             seed=self.seed, temperature=self.temperature, top_p=self.top_p,
                             max_step_tokens=self.max_step_tokens,

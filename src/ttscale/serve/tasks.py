@@ -74,9 +74,9 @@ class ProxyTask:
     def extract_answer(self, solution: str) -> str | None:
         if self._base is not None:
             return self._base.extract_answer(solution)
-        from ttscale.grading import extract_answer
+        from ttscale.grading import extract_response
 
-        return extract_answer(solution)
+        return extract_response(solution)
 
     def __getattr__(self, name: str) -> Any:
         # e.g. revision_prompt for the revision strategies, where the base task has one

@@ -1,19 +1,15 @@
-"""Search strategies; importing this package registers the built-in ones by name."""
+"""Search strategies. ``registry`` lists the built-ins explicitly (``STRATEGIES``, ``get_spec``,
+``parse_options``); ``register(spec)`` adds a user strategy."""
 
-from ttscale.strategies import (  # noqa: F401
-    adaptive,
-    beam,
-    best_of_n,
-    combined,
-    compute_optimal,
-    confidence_vote,
-    deepconf_online,
-    dvts,
-    lookahead,
-    majority,
-    particle_filtering,
-    revisions,
+from ttscale.strategies.base import SearchContext, StrategyOptions, StrategySpec
+from ttscale.strategies.registry import (
+    STRATEGIES,
+    get_spec,
+    get_strategy,
+    own_options,
+    parse_options,
+    register,
 )
-from ttscale.strategies.base import STRATEGIES, SearchContext, get_strategy, register
 
-__all__ = ["STRATEGIES", "SearchContext", "get_strategy", "register"]
+__all__ = ["STRATEGIES", "SearchContext", "StrategyOptions", "StrategySpec", "get_spec",
+           "get_strategy", "own_options", "parse_options", "register"]

@@ -30,7 +30,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from ttscale.strategies.base import SearchContext, register
+from ttscale.strategies.base import OptInt, SearchContext
 from ttscale.strategies.common import (
     Run,
     best_candidate,
@@ -55,7 +55,7 @@ from ttscale.verifiers.base import aggregate
 
 
 class _RoundOptions(BeyondOptions):
-    round_size: int = Field(4, ge=1, description="samples per round")
+    round_size: OptInt = Field(4, ge=1, description="samples per round")
     confidence: float = Field(0.95, gt=0.5, lt=1, description="Beta rule's posterior level")
 
 
@@ -64,6 +64,10 @@ class AdaptiveOptions(_RoundOptions, ConfidenceOptions):
 
     vote: Literal["count", "confidence"] = "count"
     rule: Literal["beta", "esc"] = "beta"
+
+    def check_budget(self, budget: int) -> None:
+        super().check_budget(budget)
+        _check(self, "adaptive")
 
 
 class AdaptivePrmOptions(_RoundOptions):
@@ -75,8 +79,13 @@ class AdaptivePrmOptions(_RoundOptions):
                              description="score rule's PRM score (PRM-specific, see above)")
     aggregation: Literal["last", "min", "prod", "mean"] = "last"
 
+    def check_budget(self, budget: int) -> None:
+        super().check_budget(budget)
+        _check(self, "adaptive-prm")
+
 
 def _check(opts: AdaptiveOptions | AdaptivePrmOptions, name: str) -> None:
+    """Rules that tie two options together (also run when the registry parses the options)."""
     if opts.rule == "esc" and opts.round_size < 2:
         raise ValueError(f"{name}: rule=esc needs round_size >= 2 (the window is one round)")
     if opts.vote == "argmax" and opts.rule == "beta":
@@ -162,21 +171,11 @@ def _nodes(run: Run, ctx: SearchContext, new: list[Candidate], prm: bool,
     return out
 
 
-@register("adaptive")
 def adaptive(problem: Problem, budget: int, ctx: SearchContext) -> Result:
     return adaptive_run(problem, budget, ctx, "adaptive",
                         options_of(ctx.options, AdaptiveOptions, "adaptive"))
 
 
-@register("adaptive-prm")
 def adaptive_prm(problem: Problem, budget: int, ctx: SearchContext) -> Result:
     return adaptive_run(problem, budget, ctx, "adaptive-prm",
                         options_of(ctx.options, AdaptivePrmOptions, "adaptive-prm"))
-
-
-#: read by the runner: ``adaptive`` needs no PRM, ``adaptive-prm`` does
-adaptive.needs_verifier = False  # type: ignore[attr-defined]
-adaptive_prm.needs_verifier = True  # type: ignore[attr-defined]
-#: read by sweeps and reports: the cost of these strategies is realised, not fixed by N
-adaptive.adaptive_cost = True  # type: ignore[attr-defined]
-adaptive_prm.adaptive_cost = True  # type: ignore[attr-defined]

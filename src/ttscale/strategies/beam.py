@@ -1,6 +1,6 @@
 """PRM-guided beam search (Snell et al. 2024, section 5; search-and-learn semantics).
 
-With budget N and beam width M (``ctx.options["beam_width"]``, default 4; N must be a multiple
+With budget N and beam width M (option ``beam_width``, default 4; N must be a multiple
 of M and at least M):
 
 1. sample N first steps and score each with the PRM (a prefix's score is its newest step's);
@@ -24,13 +24,12 @@ exactly this function.
 
 from __future__ import annotations
 
-from ttscale.strategies.base import SearchContext, register
+from ttscale.strategies.base import SearchContext
 from ttscale.strategies.common import (
+    BeamWidthOptions,
     Node,
     Run,
-    aggregation_option,
-    beam_width_option,
-    check_budget,
+    checked_options,
     completion_steps,
     derive_seed,
     pool_answer,
@@ -42,6 +41,10 @@ from ttscale.strategies.common import (
     top_indices,
 )
 from ttscale.types import Problem, Result
+
+
+class BeamOptions(BeamWidthOptions):
+    """Options of PRM beam search (``beam_width``, ``aggregation``)."""
 
 
 def check_rounds(ctx: SearchContext) -> int:
@@ -86,11 +89,9 @@ def lookahead_values(run: Run, problem: Problem, children: list[Node], k: int,
 
 
 def tree_search(problem: Problem, budget: int, ctx: SearchContext, *, strategy: str,
-                lookahead: int) -> Result:
-    """Beam search (``lookahead=0``) or lookahead search; see the module docstring."""
-    check_budget(budget)
-    width = beam_width_option(ctx, budget, strategy)
-    how = aggregation_option(ctx)
+                lookahead: int, width: int, how: str) -> Result:
+    """Beam search (``lookahead=0``) or lookahead search with beam width ``width`` and
+    aggregation ``how`` (checked by the caller's options); see the module docstring."""
     max_rounds = check_rounds(ctx)
     require_scorer(ctx, strategy)
     run = Run(strategy, problem, ctx)
@@ -124,9 +125,7 @@ def tree_search(problem: Problem, budget: int, ctx: SearchContext, *, strategy: 
                       aggregation=how, rounds=rounds, totals=totals)
 
 
-@register("beam")
 def beam(problem: Problem, budget: int, ctx: SearchContext) -> Result:
-    return tree_search(problem, budget, ctx, strategy="beam", lookahead=0)
-
-
-beam.needs_verifier = True  # type: ignore[attr-defined]
+    opts: BeamOptions = checked_options(ctx, budget, "beam")
+    return tree_search(problem, budget, ctx, strategy="beam", lookahead=0,
+                       width=opts.beam_width, how=opts.aggregation)

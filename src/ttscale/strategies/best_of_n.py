@@ -1,7 +1,7 @@
 """Best-of-N and weighted best-of-N: N full solutions, each scored by the verifier.
 
 Each of the N samples is one generation. A solution's score is its per-step PRM scores collapsed
-by ``ctx.options["aggregation"]`` (default ``"last"``, the paper's best). ``best-of-n`` answers
+by the ``aggregation`` option (default ``"last"``, the paper's best). ``best-of-n`` answers
 with the top-scored solution; ``weighted-best-of-n`` sums the scores of the solutions that share
 an answer and answers with the largest sum. Solutions without an answer are never chosen; the
 verifier is called once for the whole batch (identical solutions scored once).
@@ -9,12 +9,12 @@ verifier is called once for the whole batch (identical solutions scored once).
 
 from __future__ import annotations
 
-from ttscale.strategies.base import SearchContext, register
+from ttscale.strategies.base import SearchContext
 from ttscale.strategies.common import (
+    AggregationOptions,
     Run,
-    aggregation_option,
     best_candidate,
-    check_budget,
+    checked_options,
     derive_seed,
     require_scorer,
     sample_solutions,
@@ -25,10 +25,13 @@ from ttscale.types import Problem, Result
 from ttscale.verifiers.base import aggregate
 
 
+class BestOfNOptions(AggregationOptions):
+    """Options of best-of-N and weighted best-of-N (``aggregation``)."""
+
+
 def _best_of_n(problem: Problem, budget: int, ctx: SearchContext, weighted: bool) -> Result:
     name = "weighted-best-of-n" if weighted else "best-of-n"
-    check_budget(budget)
-    how = aggregation_option(ctx)
+    how = checked_options(ctx, budget, name).aggregation
     require_scorer(ctx, name)
     run = Run(name, problem, ctx)
     cands = sample_solutions(ctx, problem, budget, derive_seed(ctx, problem, "solutions"))
@@ -57,15 +60,9 @@ def _best_of_n(problem: Problem, budget: int, ctx: SearchContext, weighted: bool
     return run.result(answer, cands, **meta)
 
 
-@register("best-of-n")
 def best_of_n(problem: Problem, budget: int, ctx: SearchContext) -> Result:
     return _best_of_n(problem, budget, ctx, weighted=False)
 
 
-@register("weighted-best-of-n")
 def weighted_best_of_n(problem: Problem, budget: int, ctx: SearchContext) -> Result:
     return _best_of_n(problem, budget, ctx, weighted=True)
-
-
-best_of_n.needs_verifier = True  # type: ignore[attr-defined]
-weighted_best_of_n.needs_verifier = True  # type: ignore[attr-defined]

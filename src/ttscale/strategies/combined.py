@@ -27,53 +27,60 @@ chain's answers starting with its seed's, so the flip analysis sees seed -> firs
 
 from __future__ import annotations
 
-import contextlib
-from typing import Any
+from typing import Annotated, Any
 
-from ttscale.strategies.base import SearchContext, register
+from pydantic import BeforeValidator, Field
+
+from ttscale.strategies.base import OptInt, SearchContext
 from ttscale.strategies.beam import tree_search
 from ttscale.strategies.common import (
     Run,
-    aggregation_option,
-    check_budget,
-    int_option,
+    checked_options,
     pool_answer,
     require_scorer,
 )
 from ttscale.strategies.revision_prompts import revision_format
 from ttscale.strategies.revisions import (
     Chain,
-    chain_length_option,
+    ChainOptions,
     chain_trace,
     run_chains,
     score_attempts,
-    window_option,
 )
 from ttscale.types import Candidate, Problem, Result
 from ttscale.verifiers.base import aggregate
 
 
-def search_share_option(ctx: SearchContext) -> float:
-    value = ctx.options.get("search_share", 0.5)
-    if isinstance(value, str):
-        with contextlib.suppress(ValueError):  # not a number: reported just below
-            value = float(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
-        raise ValueError(f"option search_share={value!r}: expected a number in (0, 1]")
-    return float(value)
+def _no_bool_number(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("expected a number in (0, 1], got a boolean")
+    return value
 
 
-def split_budget(ctx: SearchContext, budget: int) -> tuple[int, int, int]:
-    """``(N_b, N_r, M)``: beam search's share of the budget, the revisions', the beam width."""
-    share = search_share_option(ctx)
-    width = int_option(ctx, "beam_width", 4, 1)
-    n_beam = round(share * budget)
-    if n_beam < width or n_beam % width:
-        raise ValueError(f"combined: beam search gets round(search_share={share} x N={budget}) "
-                         f"= {n_beam} generations, which must be a multiple of beam_width "
-                         f"M={width} and at least M (raise the budget or search_share, or "
-                         f"lower beam_width)")
-    return n_beam, budget - n_beam, width
+class CombinedOptions(ChainOptions):
+    """Options of beam search followed by revisions: the split, the beam, the chains."""
+
+    search_share: Annotated[float, BeforeValidator(_no_bool_number)] = Field(
+        0.5, gt=0, le=1, description="share of the budget that goes to beam search "
+        "(N_b = round(search_share x N), a multiple of beam_width)")
+    beam_width: OptInt = Field(4, ge=1, description="beam width M of the beam search part")
+
+    def split(self, budget: int) -> tuple[int, int]:
+        """``(N_b, N_r)``: beam search's share of the budget and the revisions'."""
+        share, width = self.search_share, self.beam_width
+        n_beam = round(share * budget)
+        if n_beam < width or n_beam % width:
+            raise ValueError(f"beam search gets round(search_share={share} x N={budget}) "
+                             f"= {n_beam} generations, which must be a multiple of beam_width "
+                             f"M={width} and at least M (raise the budget or search_share, or "
+                             f"lower beam_width)")
+        return n_beam, budget - n_beam
+
+    def check_budget(self, budget: int) -> None:
+        super().check_budget(budget)
+        _, n_rev = self.split(budget)
+        if n_rev:
+            self.chain_length_for(n_rev, "revision budget N-N_b")
 
 
 def seed_candidates(candidates: list[Candidate], n: int, how: str) -> list[Candidate]:
@@ -91,19 +98,18 @@ def seed_candidates(candidates: list[Candidate], n: int, how: str) -> list[Candi
     return [distinct[c % len(distinct)] for c in range(n)] if distinct else []
 
 
-@register("combined")
 def combined(problem: Problem, budget: int, ctx: SearchContext) -> Result:
-    check_budget(budget)
-    n_beam, n_rev, width = split_budget(ctx, budget)
-    window = window_option(ctx)
-    length = chain_length_option(ctx, n_rev, window, "combined", "revision budget N-N_b") \
-        if n_rev else 0
-    how = aggregation_option(ctx)
-    fmt = revision_format(ctx.task, ctx.options)
+    opts: CombinedOptions = checked_options(ctx, budget, "combined")
+    n_beam, n_rev = opts.split(budget)
+    width, window = opts.beam_width, opts.revision_window
+    length = opts.chain_length_for(n_rev, "revision budget N-N_b") if n_rev else 0
+    how = opts.aggregation
+    fmt = revision_format(ctx.task, opts.model_dump())
     require_scorer(ctx, "combined")
     run = Run("combined", problem, ctx)
     wall0 = ctx.cost.wall_s
-    beam = tree_search(problem, n_beam, ctx, strategy="combined", lookahead=0)
+    beam = tree_search(problem, n_beam, ctx, strategy="combined", lookahead=0, width=width,
+                       how=how)
     ctx.cost.wall_s = wall0  # the beam's own clock is inside this run's: count it once
     run.trace.extend(beam.trace)
     run.next_id = 1 + max((n["id"] for r in beam.trace for n in r["nodes"]), default=0)
@@ -138,5 +144,3 @@ def combined(problem: Problem, budget: int, ctx: SearchContext) -> Result:
     }
     return run.result(answer, list(beam.candidates) + attempts, **meta)
 
-
-combined.needs_verifier = True  # type: ignore[attr-defined]

@@ -30,10 +30,12 @@ import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field
 
 from ttscale.engines.base import SamplingParams
-from ttscale.strategies.base import SearchContext
+from ttscale.strategies.base import OptInt, SearchContext, StrategyOptions
 from ttscale.tasks.base import Task
 from ttscale.types import Candidate, Completion, Cost, Problem, Result
 from ttscale.verifiers.base import AGGREGATIONS, aggregate
@@ -57,30 +59,43 @@ def check_budget(budget: int) -> int:
     return budget
 
 
-def int_option(ctx: SearchContext, name: str, default: int, minimum: int) -> int:
-    """An integer hyper-parameter from ``ctx.options`` (digit strings from a CLI are accepted)."""
-    value = ctx.options.get(name, default)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"option {name}={value!r}: expected an integer >= {minimum}")
+def _aggregation(value: str) -> str:
+    if value not in AGGREGATIONS:
+        raise ValueError(f"choose one of {', '.join(AGGREGATIONS)}")
     return value
 
 
-def aggregation_option(ctx: SearchContext) -> str:
-    how = ctx.options.get("aggregation", "last")
-    if how not in AGGREGATIONS:
-        raise ValueError(f"option aggregation={how!r}: choose one of {', '.join(AGGREGATIONS)}")
-    return how
+class AggregationOptions(StrategyOptions):
+    """Options of every strategy that ranks solutions by their aggregated PRM step scores."""
+
+    aggregation: Annotated[str, AfterValidator(_aggregation)] = Field(
+        "last", description=f"how a solution's step scores become one score: "
+        f"{', '.join(AGGREGATIONS)} (last is the paper's best)")
 
 
-def beam_width_option(ctx: SearchContext, budget: int, strategy: str) -> int:
-    """``beam_width`` M; the budget N must be a multiple of M and at least M."""
-    width = int_option(ctx, "beam_width", 4, 1)
-    if budget < width or budget % width:
-        raise ValueError(f"{strategy}: budget N={budget} must be a multiple of beam_width "
-                         f"M={width} and at least M")
-    return width
+class BeamWidthOptions(AggregationOptions):
+    """Options of the tree searches: beam width M, which must divide the budget N."""
+
+    beam_width: OptInt = Field(4, ge=1, description="beam width M: candidates kept per beam "
+                               "(tree searches keep N/M beams); N must be a multiple of M")
+
+    def check_budget(self, budget: int) -> None:
+        super().check_budget(budget)
+        if budget < self.beam_width or budget % self.beam_width:
+            raise ValueError(f"budget N={budget} must be a multiple of beam_width "
+                             f"M={self.beam_width} and at least M")
+
+
+def checked_options(ctx: SearchContext, budget: int, strategy: str) -> Any:
+    """``ctx.options`` (parsed by the strategy's spec) after the budget checks of the options
+    model; errors name the strategy."""
+    check_budget(budget)
+    opts = ctx.options
+    try:
+        opts.check_budget(budget)
+    except ValueError as e:
+        raise ValueError(str(e) if str(e).startswith(strategy) else f"{strategy}: {e}") from None
+    return opts
 
 
 def require_scorer(ctx: SearchContext, strategy: str) -> None:
@@ -103,7 +118,8 @@ def completion_steps(ctx: SearchContext, comp: Completion) -> tuple[list[str], b
     """The steps a sampled continuation adds, and whether the solution ends with them.
 
     It ends when a step is final (later text is cut off: an engine that ignored the stop string
-    may write past the answer), the model stopped (``eos``), or it produced no step at all
+    may write past the answer), the model stopped (``eos``), the model's context is full
+    (``context``: the beam stops before it would overflow), or it produced no step at all
     (nothing left to expand).
     """
     task = ctx.task
@@ -111,7 +127,7 @@ def completion_steps(ctx: SearchContext, comp: Completion) -> tuple[list[str], b
     for i, step in enumerate(new):
         if task.is_final_step(step):
             return new[: i + 1], True
-    return new, comp.finish_reason == "eos" or not new
+    return new, comp.finish_reason in ("eos", "context") or not new
 
 
 def continuation_prompt(ctx: SearchContext, problem: Problem, steps: Sequence[str]) -> str:
@@ -257,7 +273,7 @@ def sample_solutions(ctx: SearchContext, problem: Problem, n: int, seed: int) ->
 def solution_candidate(task: Task, comp: Completion) -> Candidate:
     """The Candidate a sampled full solution makes (steps, finished, answer; no scores)."""
     steps = split_steps(comp.text, task.step_delimiter)
-    finished = (comp.finish_reason in ("eos", "length")
+    finished = (comp.finish_reason in ("eos", "length", "context")
                 or (bool(steps) and task.is_final_step(steps[-1])))
     return Candidate(steps, [], finished, task.extract_answer(comp.text),
                      {"finish_reason": comp.finish_reason,

@@ -1,8 +1,9 @@
 """Compute-optimal test-time scaling (Snell et al. 2024): per question, estimate its difficulty,
 then run the strategy a policy table chose for that difficulty and budget.
 
-Options: ``policy`` (required): a policy table built by ``ttscale optimal`` (``optimal.
-policy_table``); ``probe_k`` (default: the table's ``probe.k``): probe size; ``reuse_probe``
+Options (``ComputeOptimalOptions``): ``policy_table`` (required): a policy table built by
+``ttscale optimal`` (``optimal.policy_table``); ``probe_k`` (default: the table's
+``probe.k``): probe size; ``reuse_probe``
 (default: the table's ``probe.reuse``); ``probe_within_budget`` (default false, see step 2). The
 chosen strategy runs with exactly the table's options for its entry (the other options of this
 run are not passed on).
@@ -19,8 +20,8 @@ With budget N, per question:
    charges for "compute-optimal at budget N". With ``probe_within_budget`` true, the probe is
    paid out of N instead: the largest ``b`` whose entry fits in N generations with the probe
    counted (a budget too small for the probe is then an error);
-3. **delegation**: the entry's strategy runs at budget ``b`` through ``get_strategy``, with the
-   entry's options. When it is majority / best-of-N / weighted best-of-N (``REUSABLE``) the
+3. **delegation**: the entry's strategy runs at budget ``b`` through its registry spec, with the
+   entry's options. When it is majority / best-of-N / weighted best-of-N (``reuses_probe``) the
    probe's samples are reused as ``min(b, k)`` of its ``b`` samples: its first full-solution
    call gets them back and only the rest is sampled (with a seed of its own, so the fresh
    samples are not copies of the probe's), and already scored solutions are not scored again.
@@ -41,23 +42,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field, StrictBool
+
 from ttscale.engines.base import SamplingParams
-from ttscale.optimal.difficulty import REUSABLE, Probe, reused_samples, run_probe
+from ttscale.optimal.difficulty import Probe, reused_samples, run_probe
 from ttscale.optimal.policy_table import PolicyTable, load_table
-from ttscale.strategies.base import SearchContext, get_strategy, register
-from ttscale.strategies.common import check_budget, derive_seed, int_option, require_scorer
+from ttscale.strategies.base import OptInt, SearchContext, StrategyOptions
+from ttscale.strategies.common import checked_options, derive_seed, require_scorer
 from ttscale.types import Completion, Cost, Problem, Result
 from ttscale.verifiers.base import StepScores
 
 _TABLES: dict[tuple[str, int, int], PolicyTable] = {}
 
 
-def table_option(ctx: SearchContext) -> PolicyTable:
-    """The policy table named by ``options.policy``, loaded once per file version."""
-    spec = ctx.options.get("policy")
-    if not spec or not isinstance(spec, (str, Path)):
-        raise ValueError("compute-optimal needs a policy table: --set options.policy=TABLE.json "
-                         "(build one with `ttscale optimal --sweep DIR --out TABLE.json`)")
+def load_policy_table(spec: str | Path) -> PolicyTable:
+    """The policy table at ``spec``, loaded once per file version."""
     path = Path(spec)
     try:
         st = path.stat()
@@ -69,11 +68,41 @@ def table_option(ctx: SearchContext) -> PolicyTable:
     return _TABLES[key]
 
 
-def _bool_option(ctx: SearchContext, name: str, default: bool) -> bool:
-    value = ctx.options.get(name, default)
-    if not isinstance(value, bool):
-        raise ValueError(f"option {name}={value!r}: expected true or false")
-    return value
+class ComputeOptimalOptions(StrategyOptions):
+    """Options of compute-optimal scaling; the table's own probe settings are the defaults."""
+
+    policy_table: str | None = Field(
+        None, description="the policy table (JSON) built by `ttscale optimal`; required")
+    probe_k: OptInt | None = Field(
+        None, ge=1, description="difficulty probe size k (default: the table's probe.k)")
+    reuse_probe: StrictBool | None = Field(
+        None, description="reuse the probe's samples in majority/best-of-N (default: the "
+        "table's probe.reuse)")
+    probe_within_budget: StrictBool = Field(
+        False, description="pay the probe out of the budget N instead of on top of it")
+
+    def table(self) -> PolicyTable:
+        if not self.policy_table:
+            raise ValueError("compute-optimal needs a policy table: --set "
+                             "options.policy_table=TABLE.json (build one with `ttscale optimal "
+                             "--sweep DIR --out TABLE.json`)")
+        return load_policy_table(self.policy_table)
+
+    def probe(self, table: PolicyTable) -> tuple[int, bool]:
+        """``(k, reuse)``: this run's probe size and reuse, the table's unless set."""
+        k = table.probe.k if self.probe_k is None else self.probe_k
+        reuse = table.probe.reuse if self.reuse_probe is None else self.reuse_probe
+        return k, reuse
+
+    def check_budget(self, budget: int) -> None:
+        super().check_budget(budget)
+        table = self.table()
+        k, reuse = self.probe(table)
+        if self.probe_within_budget and budget < k:
+            raise ValueError(f"budget N={budget} is smaller than the difficulty probe (k={k} "
+                             f"samples); use --budget >= {k} or a smaller options.probe_k")
+        if not self.probe_within_budget:
+            table.lookup(1, budget, k, reuse)  # a budget below the table's fails before sampling
 
 
 class _ReuseGenerator:
@@ -145,29 +174,24 @@ def _reused_cost(comps: Sequence[Completion], num_parameters: int) -> Cost:
     return c
 
 
-@register("compute-optimal")
 def compute_optimal(problem: Problem, budget: int, ctx: SearchContext) -> Result:
+    # the registry lists this strategy and this strategy dispatches through the registry
+    from ttscale.strategies.registry import get_spec
+
     t0 = time.perf_counter()
-    check_budget(budget)
-    table = table_option(ctx)
-    k = int_option(ctx, "probe_k", table.probe.k, 1)
-    reuse = _bool_option(ctx, "reuse_probe", table.probe.reuse)
-    within = _bool_option(ctx, "probe_within_budget", False)
+    opts: ComputeOptimalOptions = checked_options(ctx, budget, "compute-optimal")
+    table = opts.table()
+    k, reuse = opts.probe(table)
+    within = opts.probe_within_budget
     require_scorer(ctx, "compute-optimal")
-    if within and budget < k:
-        raise ValueError(f"compute-optimal: budget N={budget} is smaller than the difficulty "
-                         f"probe (k={k} samples); use --budget >= {k} or a smaller "
-                         "options.probe_k")
-    if not within:
-        table.lookup(1, budget, k, reuse)  # a budget below the table's fails before sampling
 
     probe_ctx = ctx.fresh()
     probe = run_probe(probe_ctx, problem, k, derive_seed(ctx, problem, "difficulty"))
     bin_ = table.bin_of(probe.score)
     b, entry = table.lookup(bin_, budget, k, reuse, within_budget=within)
-    strategy = get_strategy(entry.strategy)
+    strategy = get_spec(entry.strategy)
 
-    reusing = reuse and entry.strategy in REUSABLE
+    reusing = reuse and strategy.reuses_probe
     gen: Any = ctx.generator
     scorer: Any = ctx.scorer
     if reusing:
@@ -214,7 +238,3 @@ def compute_optimal(problem: Problem, budget: int, ctx: SearchContext) -> Result
     result.trace = [{"compute_optimal": {**choice, "probe": probe_view}, "nodes": []},
                     *result.trace]
     return result
-
-
-compute_optimal.needs_verifier = True  # type: ignore[attr-defined]
-compute_optimal.uses_reviser = True  # type: ignore[attr-defined]

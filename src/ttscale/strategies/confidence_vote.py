@@ -21,7 +21,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from ttscale.strategies.base import SearchContext, register
+from ttscale.strategies.base import OptInt, SearchContext
 from ttscale.strategies.common import Run, check_budget, derive_seed, majority_vote
 from ttscale.strategies.confidence import (
     CONFIDENCE_KEY,
@@ -38,10 +38,10 @@ NAME = "confidence-vote"
 class ConfidenceOptions(BeyondOptions):
     """How a trace's confidence is read from its token log-probabilities (confidence.py)."""
 
-    top_k: int = Field(5, ge=1, le=20, description="log-probabilities per token (DeepConf: 5)")
+    top_k: OptInt = Field(5, ge=1, le=20, description="log-probabilities per token (DeepConf: 5)")
     score: Literal["lowest_group", "bottom10", "tail", "mean"] = "lowest_group"
-    window: int = Field(8, ge=1, description="tokens per sliding-window group")
-    tail: int = Field(16, ge=1, description="tokens of the tail score")
+    window: OptInt = Field(8, ge=1, description="tokens per sliding-window group")
+    tail: OptInt = Field(16, ge=1, description="tokens of the tail score")
 
 
 class ConfidenceVoteOptions(ConfidenceOptions):
@@ -51,7 +51,6 @@ class ConfidenceVoteOptions(ConfidenceOptions):
     weighting: Literal["confidence", "count"] = "confidence"
 
 
-@register(NAME)
 def confidence_vote_strategy(problem: Problem, budget: int, ctx: SearchContext) -> Result:
     check_budget(budget)
     opts = options_of(ctx.options, ConfidenceVoteOptions, NAME)
@@ -77,7 +76,3 @@ def confidence_vote_strategy(problem: Problem, budget: int, ctx: SearchContext) 
     run.trace.append({"round": 0, "nodes": nodes})
     return run.result(answer, cands, totals=totals, kept=len(kept), score=opts.score,
                       keep=opts.keep, weighting=opts.weighting)
-
-
-#: read by the runner: no PRM is loaded for this strategy
-confidence_vote_strategy.needs_verifier = False  # type: ignore[attr-defined]

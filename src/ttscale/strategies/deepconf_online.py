@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from pydantic import Field
 
-from ttscale.strategies.base import SearchContext, register
+from ttscale.strategies.base import OptInt, SearchContext
 from ttscale.strategies.beam import check_rounds
 from ttscale.strategies.common import (
     Run,
@@ -64,11 +64,11 @@ NAME = "deepconf-online"
 class DeepConfOnlineOptions(ConfidenceOptions):
     """Options of ``deepconf-online`` (``score`` is fixed to ``lowest_group`` here)."""
 
-    warmup: int = Field(8, ge=1, description="warm-up traces that calibrate the threshold")
+    warmup: OptInt = Field(8, ge=1, description="warm-up traces that calibrate the threshold")
     keep: float = Field(0.9, gt=0, le=1, description="threshold at the (1-keep) quantile")
     consensus: float | None = Field(0.95, gt=0.5, le=1,
                                     description="vote share that stops sampling (None: never)")
-    batch: int = Field(16, ge=1, description="online traces generated together")
+    batch: OptInt = Field(16, ge=1, description="online traces generated together")
 
 
 @dataclass
@@ -94,7 +94,6 @@ def consensus_share(totals: dict[str, float]) -> float:
     return max(totals.values()) / s if s > 0 else 0.0
 
 
-@register(NAME)
 def deepconf_online(problem: Problem, budget: int, ctx: SearchContext) -> Result:
     check_budget(budget)
     opts = options_of(ctx.options, DeepConfOnlineOptions, NAME)
@@ -178,7 +177,3 @@ def deepconf_online(problem: Problem, budget: int, ctx: SearchContext) -> Result
                       traces_completed=sum(c.finished for c in cands),
                       consensus_stop=consensus_stop, tokens_saved_est=round(saved, 1),
                       realised_generations=started)
-
-
-#: read by the runner: no PRM is loaded for this strategy
-deepconf_online.needs_verifier = False  # type: ignore[attr-defined]

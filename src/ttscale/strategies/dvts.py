@@ -1,7 +1,7 @@
 """Diverse verifier tree search (DVTS; Beeching et al. 2024, the search-and-learn extension of
 Snell et al.'s beam search): N/M independent greedy subtrees instead of one shared beam.
 
-With budget N and beam width M (``ctx.options["beam_width"]``, default 4; N a multiple of M and
+With budget N and beam width M (option ``beam_width``, default 4; N a multiple of M and
 at least M): N first steps are sampled in one call and dealt into N/M subtrees of M each (one
 call with n=N rather than N/M calls of the same prompt, which a seeded engine would answer
 identically). In every round each subtree keeps only its single best node by PRM score (newest
@@ -19,15 +19,14 @@ one verifier call on the new prefixes.
 
 from __future__ import annotations
 
-from ttscale.strategies.base import SearchContext, register
+from ttscale.strategies.base import SearchContext
 from ttscale.strategies.beam import check_rounds
 from ttscale.strategies.common import (
+    BeamWidthOptions,
     Node,
     Run,
-    aggregation_option,
-    beam_width_option,
     best_index,
-    check_budget,
+    checked_options,
     derive_seed,
     pool_answer,
     require_scorer,
@@ -38,11 +37,13 @@ from ttscale.strategies.common import (
 from ttscale.types import Problem, Result
 
 
-@register("dvts")
+class DvtsOptions(BeamWidthOptions):
+    """Options of DVTS (``beam_width`` M: subtree width, N/M subtrees; ``aggregation``)."""
+
+
 def dvts(problem: Problem, budget: int, ctx: SearchContext) -> Result:
-    check_budget(budget)
-    width = beam_width_option(ctx, budget, "dvts")
-    how = aggregation_option(ctx)
+    opts: DvtsOptions = checked_options(ctx, budget, "dvts")
+    width, how = opts.beam_width, opts.aggregation
     max_rounds = check_rounds(ctx)
     require_scorer(ctx, "dvts")
     run = Run("dvts", problem, ctx)
@@ -85,6 +86,3 @@ def dvts(problem: Problem, budget: int, ctx: SearchContext) -> Result:
     answer, totals = pool_answer(done, left, how)
     return run.result(answer, results, beam_width=width, subtrees=n_trees, aggregation=how,
                       rounds=rounds, totals=totals)
-
-
-dvts.needs_verifier = True  # type: ignore[attr-defined]

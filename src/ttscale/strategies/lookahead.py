@@ -16,16 +16,22 @@ prompt and generated tokens, and their FLOPs, are in the cost.
 
 from __future__ import annotations
 
-from ttscale.strategies.base import SearchContext, register
+from pydantic import Field
+
+from ttscale.strategies.base import OptInt, SearchContext
 from ttscale.strategies.beam import tree_search
-from ttscale.strategies.common import int_option
+from ttscale.strategies.common import BeamWidthOptions, checked_options
 from ttscale.types import Problem, Result
 
 
-@register("lookahead")
+class LookaheadOptions(BeamWidthOptions):
+    """Options of lookahead search: beam search's, plus the rollout depth ``lookahead``."""
+
+    lookahead: OptInt = Field(2, ge=0, description="k: greedy rollout steps that value each "
+                              "new step (0 is beam search exactly)")
+
+
 def lookahead(problem: Problem, budget: int, ctx: SearchContext) -> Result:
-    k = int_option(ctx, "lookahead", 2, 0)
-    return tree_search(problem, budget, ctx, strategy="lookahead", lookahead=k)
-
-
-lookahead.needs_verifier = True  # type: ignore[attr-defined]
+    opts: LookaheadOptions = checked_options(ctx, budget, "lookahead")
+    return tree_search(problem, budget, ctx, strategy="lookahead", lookahead=opts.lookahead,
+                       width=opts.beam_width, how=opts.aggregation)

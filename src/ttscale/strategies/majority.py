@@ -7,10 +7,10 @@ an answer do not vote.
 
 from __future__ import annotations
 
-from ttscale.strategies.base import SearchContext, register
+from ttscale.strategies.base import SearchContext, StrategyOptions
 from ttscale.strategies.common import (
     Run,
-    check_budget,
+    checked_options,
     derive_seed,
     majority_vote,
     sample_solutions,
@@ -18,9 +18,12 @@ from ttscale.strategies.common import (
 from ttscale.types import Problem, Result
 
 
-@register("majority")
+class MajorityOptions(StrategyOptions):
+    """Majority voting takes no options."""
+
+
 def majority(problem: Problem, budget: int, ctx: SearchContext) -> Result:
-    check_budget(budget)
+    checked_options(ctx, budget, "majority")
     run = Run("majority", problem, ctx)
     cands = sample_solutions(ctx, problem, budget, derive_seed(ctx, problem, "solutions"))
     answer, counts = majority_vote(cands)
@@ -33,7 +36,3 @@ def majority(problem: Problem, budget: int, ctx: SearchContext) -> Result:
                       "finished": c.finished, "answer": c.answer})
     run.trace.append({"round": 0, "nodes": nodes})
     return run.result(answer, cands, votes=counts)
-
-
-#: read by the runner: no PRM is loaded for this strategy
-majority.needs_verifier = False  # type: ignore[attr-defined]

@@ -1,32 +1,23 @@
-"""Typed options of the strategies in this package that define a model (pydantic, frozen).
+"""Typed options of particle filtering, confidence voting and adaptive budgets.
 
 Why a model per strategy: a misspelt or out-of-range option must fail before anything is
 sampled, with one line naming the option, and the run key must hold the options as the
-strategy understood them. ``options_of`` accepts the parsed model itself (what the typed
-registry hands a strategy) or the raw dict of ``--set options.X=...`` values.
+strategy understood them. The registry (``strategies/registry.py``) parses ``ctx.options`` into
+these models before the strategy runs; ``options_of`` also accepts the raw dict, for callers
+that invoke a strategy function directly.
 """
 
 from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 
-try:  # the typed registry's base class, once it exists
-    from ttscale.strategies.base import StrategyOptions as _Base  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - before the typed registry lands
-    class _Base(BaseModel):  # type: ignore[no-redef]
-        model_config = ConfigDict(extra="forbid", frozen=True)
-
-        def check_budget(self, budget: int) -> None:
-            """Raise a one-line ValueError when ``budget`` does not fit these options."""
+from ttscale.strategies.base import StrategyOptions
 
 
-class BeyondOptions(_Base):  # type: ignore[misc,valid-type]
-    """Base of the option models of particle filtering, confidence voting and adaptive
-    budgets: unknown keys are errors, values are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class BeyondOptions(StrategyOptions):
+    """Base of the option models of this family (frozen, unknown keys are errors)."""
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -42,7 +42,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from ttscale.strategies.base import SearchContext, register
+from ttscale.strategies.base import SearchContext
 from ttscale.strategies.beam import check_rounds
 from ttscale.strategies.common import (
     Node,
@@ -88,7 +88,6 @@ def _score(node: Node, how: str) -> float:
     return aggregate(node.scores, how) if node.scores else float("-inf")
 
 
-@register(NAME)
 def particle_filtering(problem: Problem, budget: int, ctx: SearchContext) -> Result:
     check_budget(budget)
     opts = options_of(ctx.options, ParticleFilteringOptions, NAME)
@@ -147,6 +146,3 @@ def particle_filtering(problem: Problem, budget: int, ctx: SearchContext) -> Res
     return run.result(answer, cands, particles=budget, rounds=rounds,
                       resampling=opts.resampling, weight_temperature=opts.temperature,
                       aggregation=opts.aggregation, selection=opts.selection, **meta)
-
-
-particle_filtering.needs_verifier = True  # type: ignore[attr-defined]

@@ -30,8 +30,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
+from pydantic import Field, model_validator
+
+from ttscale.strategies.base import StrategyOptions
 from ttscale.types import Problem
 
 FORMATS = ("testbed", "chat")
@@ -121,6 +124,30 @@ class ChatRevisionFormat:
             fill(self.attempt_template, {"index": str(i), "solution": text.strip()})
             for i, text in enumerate(previous, 1))
         return fill(self.template, {"question": problem.question, "attempts": listing})
+
+
+class RevisionFormatOptions(StrategyOptions):
+    """Options that choose and shape the revision prompt (``revisions``, ``combined``)."""
+
+    revision_format: Literal["testbed", "chat"] | None = Field(
+        None, description="revision prompt format: testbed or chat (default: testbed when the "
+        "task has a revision prompt, else chat)")
+    revision_template: str = Field(
+        DEFAULT_CHAT_TEMPLATE, description="chat format: the revision prompt, with {question} "
+        "and {attempts}")
+    revision_attempt_template: str = Field(
+        DEFAULT_ATTEMPT_TEMPLATE, description="chat format: one earlier attempt, with {index} "
+        "and {solution}")
+    revision_first_template: str | None = Field(
+        None, description="chat format: the first attempt's prompt, with {question} (default: "
+        "the task's own prompt)")
+
+    @model_validator(mode="after")
+    def _templates(self) -> RevisionFormatOptions:
+        if self.revision_format != "testbed":  # a bad template fails before anything runs
+            ChatRevisionFormat(self.revision_template, self.revision_attempt_template,
+                               self.revision_first_template)
+        return self
 
 
 def revision_format(task: Any, options: Mapping[str, Any]) -> RevisionFormat:

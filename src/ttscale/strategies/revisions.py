@@ -40,54 +40,68 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from ttscale.engines.base import SamplingParams
-from ttscale.strategies.base import SearchContext, register
+from ttscale.strategies.base import OptInt, SearchContext
 from ttscale.strategies.common import (
+    AggregationOptions,
     Run,
-    aggregation_option,
-    check_budget,
+    checked_options,
     derive_seed,
-    int_option,
     majority_vote,
     require_scorer,
     score_sequences,
     split_steps,
     weighted_vote,
 )
-from ttscale.strategies.revision_prompts import RevisionFormat, revision_format
+from ttscale.strategies.revision_prompts import (
+    RevisionFormat,
+    RevisionFormatOptions,
+    revision_format,
+)
 from ttscale.types import Candidate, Completion, Problem, Result
 from ttscale.verifiers.base import aggregate
-
-SELECTIONS = ("verifier", "majority")
-
 
 # ---------------------------------------------------------------------------------------------
 # options
 
 
-def window_option(ctx: SearchContext) -> int:
-    return int_option(ctx, "revision_window", 4, 1)
+class ChainOptions(RevisionFormatOptions, AggregationOptions):
+    """Options of revision chains (``revisions``, ``combined``)."""
+
+    chain_length: OptInt | None = Field(
+        None, ge=1, description="L: attempts per chain (N/L chains); the budget must be a "
+        "multiple of L (default: the largest divisor of the budget that is at most "
+        "revision_window)")
+    revision_window: OptInt = Field(
+        4, ge=1, description="W: how many of a chain's latest attempts a revision prompt shows")
+
+    def chain_length_for(self, budget: int, what: str = "budget N") -> int:
+        """``chain_length`` L for ``budget`` (which must be a multiple of it). Default: the
+        largest divisor of the budget that is at most the window (every revision then sees its
+        whole chain)."""
+        if self.chain_length is None:
+            return max(d for d in range(1, min(budget, self.revision_window) + 1)
+                       if budget % d == 0)
+        if budget % self.chain_length:
+            raise ValueError(f"{what}={budget} must be a multiple of chain_length "
+                             f"L={self.chain_length} (N/L chains of L attempts)")
+        return self.chain_length
 
 
-def chain_length_option(ctx: SearchContext, budget: int, window: int, strategy: str,
-                        what: str = "budget N") -> int:
-    """``chain_length`` L: ``budget`` must be a multiple of it. Default: the largest divisor of
-    the budget that is at most the window (every revision then sees its whole chain)."""
-    default = max(d for d in range(1, min(budget, window) + 1) if budget % d == 0)
-    length = int_option(ctx, "chain_length", default, 1)
-    if budget % length:
-        raise ValueError(f"{strategy}: {what}={budget} must be a multiple of chain_length "
-                         f"L={length} (N/L chains of L attempts)")
-    return length
+class RevisionsOptions(ChainOptions):
+    """Options of sequential revisions."""
 
+    selection: Literal["verifier", "majority"] = Field(
+        "verifier", description="final answer: verifier (weighted best-of-N over all attempts) "
+        "or majority (within each chain, then over the chains)")
 
-def selection_option(ctx: SearchContext) -> str:
-    how = ctx.options.get("selection", "verifier")
-    if how not in SELECTIONS:
-        raise ValueError(f"option selection={how!r}: choose one of {', '.join(SELECTIONS)}")
-    return how
+    def check_budget(self, budget: int) -> None:
+        super().check_budget(budget)
+        self.chain_length_for(budget)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -121,7 +135,7 @@ def attempt_candidate(ctx: SearchContext, comp: Completion) -> Candidate:
     """
     task = ctx.task
     steps = split_steps(comp.text, task.step_delimiter)
-    finished = (comp.finish_reason in ("eos", "length")
+    finished = (comp.finish_reason in ("eos", "length", "context")
                 or (bool(steps) and task.is_final_step(steps[-1])))
     return Candidate(steps, [], finished, task.extract_answer(comp.text),
                      {"finish_reason": comp.finish_reason,
@@ -228,14 +242,11 @@ def hierarchical_majority(chains: Sequence[Chain]) -> tuple[str | None, list[str
 # the strategy
 
 
-@register("revisions")
 def revisions(problem: Problem, budget: int, ctx: SearchContext) -> Result:
-    check_budget(budget)
-    window = window_option(ctx)
-    length = chain_length_option(ctx, budget, window, "revisions")
-    selection = selection_option(ctx)
-    how = aggregation_option(ctx)
-    fmt = revision_format(ctx.task, ctx.options)
+    opts: RevisionsOptions = checked_options(ctx, budget, "revisions")
+    window, length = opts.revision_window, opts.chain_length_for(budget)
+    selection, how = opts.selection, opts.aggregation
+    fmt = revision_format(ctx.task, opts.model_dump())
     if selection == "verifier":
         require_scorer(ctx, "revisions")
     run = Run("revisions", problem, ctx)
@@ -256,8 +267,3 @@ def revisions(problem: Problem, budget: int, ctx: SearchContext) -> Result:
     meta["chains"] = [[a.answer for a in ch.attempts] for ch in chains]
     run.trace.extend(chain_trace(ctx, chains, answer, how))
     return run.result(answer, attempts, **meta)
-
-
-#: read by the runner; True since the default selection is "verifier" (with selection="majority"
-#: the strategy never calls the verifier)
-revisions.needs_verifier = True  # type: ignore[attr-defined]

@@ -19,7 +19,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ttscale.grading import extract_answer, find_boxed
+from ttscale.grading import extract_response
+from ttscale.grading.extract import boxed_answer
 from ttscale.types import Problem
 
 __all__ = ["DEFAULT_PROMPT_TEMPLATE", "JsonlTask"]
@@ -121,7 +122,8 @@ class JsonlTask:
         return "\\boxed" in step or "\\fbox" in step
 
     def extract_answer(self, solution: str) -> str | None:
-        return extract_answer(solution)
+        # the same function `ttscale grade` uses for a "response" field
+        return extract_response(solution)
 
 
 def _text_field(rec: dict[str, Any], keys: tuple[str, ...]) -> str | None:
@@ -155,7 +157,7 @@ def _answer(rec: dict[str, Any], meta: dict[str, Any]) -> str:
         return value.strip()
     if solution is None:
         raise ValueError("missing field 'answer' (or a 'solution' with \\boxed{})")
-    boxed = find_boxed(solution)
+    boxed = boxed_answer(solution)  # all boxes of a multi-part answer
     if boxed is None:
         raise ValueError("no 'answer' field and no \\boxed{} in 'solution'")
     return boxed

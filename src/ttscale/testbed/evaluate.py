@@ -95,7 +95,7 @@ def pool_table(samples: list[ScoredSample], budgets: list[int], bins: dict[str, 
 def beam_table(task: TestbedTask, generator: Generator, scorer: StepScorer, budgets: list[int],
                bins: dict[str, int], seed: int, log: Log | None = None) -> dict:
     """Real beam-search runs (M=4 and M=sqrt(N)) per budget, accuracy by bin."""
-    from ttscale.strategies.base import SearchContext, get_strategy
+    from ttscale.strategies import SearchContext, get_strategy
 
     beam = get_strategy("beam")
     table: dict = {}

@@ -33,7 +33,7 @@ def load_verifier(path: str | Path, kind: str = "token-classification", **kwargs
         from ttscale.verifiers.http_prm import HTTPPRM
 
         return HTTPPRM.for_kind(str(path), kind, **kwargs)
-    from ttscale.engines.hf_load import check_model_dir
+    from ttscale.hf_loading import check_model_dir
 
     check_model_dir(path, f"verifier ({kind})")
     if kind == "token-classification":

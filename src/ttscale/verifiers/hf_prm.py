@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 import ttscale.verifiers.certainty_prm  # noqa: F401  (registers the certainty PRM with Auto*)
-from ttscale.engines.hf_load import (
+from ttscale.hf_loading import (
     check_model_dir,
     count_parameters,
     load_kwargs,

@@ -31,8 +31,8 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from ttscale.engines.http_pool import ReplicaPool, ServerError
-from ttscale.engines.openai import discover_model, guess_parameters
+from ttscale.net.discovery import discover_model, guess_parameters
+from ttscale.net.pool import ReplicaPool, ServerError
 from ttscale.verifiers.base import StepScores
 
 __all__ = ["QWEN_STEP_TAG", "QWEN_SYSTEM", "HTTPPRM", "chatml_user_turn", "render_chatml"]

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ttscale.engines.hf_load import check_model_dir, count_parameters, load_kwargs, load_tokenizer
+from ttscale.hf_loading import check_model_dir, count_parameters, load_kwargs, load_tokenizer
 from ttscale.verifiers.base import StepScores
 from ttscale.verifiers.hf_prm import _check_inputs, label_probs
 

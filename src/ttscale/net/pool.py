@@ -40,13 +40,18 @@ from tenacity import (
     wait_random,
 )
 
-__all__ = ["RETRY_STATUS", "ClientError", "PoolStats", "ReplicaPool", "ServerError",
-           "normalize_urls"]
+from ttscale.errors import ProblemError
+
+__all__ = ["PROBLEM_STATUS", "RETRY_STATUS", "ClientError", "PoolStats", "ReplicaPool",
+           "RequestRefused", "ServerError", "normalize_urls"]
 
 T = TypeVar("T")
 
 #: answers worth another try: the server (or a proxy in front of it) was busy or broken
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+#: refusals of one request's content (a prompt that overflows the context, a bad value): the
+#: problem that sent it fails, other problems go on. 401/403/404 are about the whole engine.
+PROBLEM_STATUS = frozenset({400, 413, 422})
 
 
 class ServerError(RuntimeError):
@@ -62,6 +67,11 @@ class ClientError(ValueError):
     def __init__(self, message: str, status: int = 400, detail: str = "") -> None:
         super().__init__(message)
         self.status, self.detail = status, detail or message
+
+
+class RequestRefused(ClientError, ProblemError):
+    """A 400/413/422: the server refused this request's content (e.g. a prompt longer than the
+    model's context). A ``ProblemError``: the run stores it as one problem's failure."""
 
 
 class _Retryable(Exception):
@@ -253,7 +263,8 @@ class ReplicaPool:
                 raise _Retryable(url, resp.status_code, _error_text(body))
             if resp.status_code >= 400:
                 detail = _error_text(body)
-                raise ClientError(f"{method} {url} was refused with HTTP {resp.status_code}: "
+                kind = RequestRefused if resp.status_code in PROBLEM_STATUS else ClientError
+                raise kind(f"{method} {url} was refused with HTTP {resp.status_code}: "
                                   f"{detail}", resp.status_code, detail)
             try:
                 return json.loads(body)
