@@ -9,12 +9,15 @@ pool draw the same samples: common random numbers). Printed:
 2. confidence-weighted voting (no PRM) vs majority at N=16 (goal: >= +5 points);
 3. deepconf-online vs majority@64: accuracy and generated tokens (goal: equal accuracy with
    >= 50 % fewer tokens);
-4. particle filtering vs beam search (M=4) at equal N, overall and on the two hardest oracle
-   bins (bins of pass@1 from the N=64 pool, as ``ttscale sweep`` makes them).
+4. particle filtering vs beam search (M=4) at equal N, overall and on the two hardest
+   difficulty levels (number of operations) among the questions.
+
+Sections run on their own (``--sections 24``), so they can run as parallel processes.
 
 Run::
 
-    TTSCALE_THREADS=1 python bench/bench_beyond.py [--questions 80] [--seed 0] [--split test]
+    TTSCALE_THREADS=1 python bench/bench_beyond.py [--questions 80] [--seed 0] [--split test] \\
+        [--sections 1234]
 """
 
 from __future__ import annotations
@@ -28,9 +31,8 @@ from typing import Any
 
 import torch
 
-from ttscale.analysis.bins import oracle_bins
 from ttscale.strategies import SearchContext, get_strategy
-from ttscale.strategies.common import best_candidate, majority_vote
+from ttscale.strategies.common import best_candidate
 from ttscale.tasks.testbed import TestbedTask
 from ttscale.types import Problem, Result
 
@@ -94,13 +96,13 @@ def run_all(name: str, problems: list[Problem], budget: int, make_ctx: Callable[
 
 
 def summary(label: str, answers: list[str | None], results: list[Result] | None,
-            problems: list[Problem], bins: dict[str, int]) -> dict[str, Any]:
+            problems: list[Problem], hard: tuple[int, int]) -> dict[str, Any]:
     right = {p.id: float(a == p.answer) for a, p in zip(answers, problems, strict=True)}
     n = len(problems)
     row: dict[str, Any] = {"method": label, "acc": sum(right.values()) / n}
-    for b in (4, 5):
-        ids = [pid for pid, v in bins.items() if v == b]
-        row[f"bin{b}"] = sum(right[i] for i in ids) / len(ids) if ids else float("nan")
+    for i, d in enumerate(hard):
+        ids = [p.id for p in problems if p.difficulty == d]
+        row[f"hard{i}"] = sum(right[x] for x in ids) / len(ids) if ids else float("nan")
     if results is not None:
         row["gens"] = sum(r.cost.generations for r in results) / n
         row["tokens"] = sum(r.cost.generated_tokens for r in results) / n
@@ -109,49 +111,27 @@ def summary(label: str, answers: list[str | None], results: list[Result] | None,
     return row
 
 
-def show(title: str, rows: list[dict[str, Any]], note: str) -> None:
+def show(title: str, rows: list[dict[str, Any]], note: str, hard: tuple[int, int]) -> None:
     print(f"\n## {title}", flush=True)
-    print(f"{'method':<44}{'acc':>7}{'bin4':>7}{'bin5':>7}{'gens':>8}{'gen tok':>10}"
-          f"{'GFLOPs':>9}{'wall s':>8}")
+    print(f"{'method':<52}{'acc':>7}{f'ops={hard[0]}':>7}{f'ops={hard[1]}':>7}{'gens':>7}"
+          f"{'gen tok':>9}{'GFLOPs':>8}{'wall s':>8}")
     for r in rows:
         def f(k: str, fmt: str, r: dict[str, Any] = r) -> str:
             v = r.get(k)
             return format(v, fmt) if isinstance(v, (int, float)) and not math.isnan(v) else "-"
-        print(f"{r['method']:<44}{f('acc', '7.3f')}{f('bin4', '7.3f')}{f('bin5', '7.3f')}"
-              f"{f('gens', '8.1f')}{f('tokens', '10.0f')}{f('tflops', '9.3f')}{f('wall', '8.1f')}")
+        print(f"{r['method']:<52}{f('acc', '7.3f')}{f('hard0', '7.3f')}{f('hard1', '7.3f')}"
+              f"{f('gens', '7.1f')}{f('tokens', '9.0f')}{f('tflops', '8.3f')}{f('wall', '8.1f')}")
     print(note, flush=True)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--questions", type=int, default=80)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--split", default="test")
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    task = TestbedTask(split=args.split, n=args.questions, seed=0)
-    problems = task.problems()
-    gen, prm = load()
-
-    def make_ctx(options: dict[str, Any]) -> SearchContext:
-        return SearchContext(task=task, generator=gen, scorer=prm, seed=args.seed,
-                             options=dict(options))
-
-    t0 = time.perf_counter()
+def section_adaptive(problems: list[Problem], make_ctx: Any, hard: tuple[int, int]) -> None:
     # the N=64 pool: weighted best-of-N's own run; argmax and majority read off its samples
     pool = run_all("weighted-best-of-n", problems, 64, make_ctx)
-    pass1 = {p.id: sum(c.answer == p.answer for c in r.candidates) / len(r.candidates)
-             for p, r in zip(problems, pool, strict=True)}
-    bins = oracle_bins(pass1)
     argmax = [None if (i := best_candidate(r.candidates)) is None else r.candidates[i].answer
               for r in pool]
-    maj64 = [majority_vote(r.candidates)[0] for r in pool]
-    rows_bon = [summary("weighted best-of-N @64", [r.answer for r in pool], pool, problems, bins),
-                summary("argmax best-of-N @64 (same samples)", argmax, pool, problems, bins),
-                summary("majority @64 (same samples)", maj64, pool, problems, bins)]
-    strongest = max(rows_bon[:2], key=lambda r: r["acc"])
-
-    adaptive_rows = []
+    rows = [summary("weighted best-of-N @64", [r.answer for r in pool], pool, problems, hard),
+            summary("argmax best-of-N @64 (same samples)", argmax, pool, problems, hard)]
+    strongest = max(rows, key=lambda r: r["acc"])
     # the score threshold 0.6 and the caps were chosen on 40 *dev* questions (the shipped
     # PRM scores right final steps ~0.7, wrong ones below ~0.57); the bench runs on test
     for label, name, cap, opts in [
@@ -161,47 +141,81 @@ def main() -> None:
              {"threshold": 0.6, "round_size": 2}),
             ("adaptive count, Beta 0.95, rounds of 4", "adaptive", 64, {})]:
         res = run_all(name, problems, cap, make_ctx, **opts)
-        adaptive_rows.append(summary(f"{label} (cap {cap})", [r.answer for r in res], res,
-                                     problems, bins))
-    show("1. adaptive budgets vs the strongest best-of-N at N=64", rows_bon + adaptive_rows,
+        rows.append(summary(f"{label} (cap {cap})", [r.answer for r in res], res, problems,
+                            hard))
+    show("1. adaptive budgets vs the strongest best-of-N at N=64", rows,
          f"strongest best-of-N@64: {strongest['method']} = {strongest['acc']:.3f}; goal: an "
-         f"adaptive row with acc >= it and gens <= 8")
+         f"adaptive row with acc >= it at gens <= 8 (every generation counted)", hard)
 
+
+def section_confidence(problems: list[Problem], make_ctx: Any, hard: tuple[int, int]) -> None:
     maj16 = run_all("majority", problems, 16, make_ctx)
-    conf_rows = [summary("majority @16", [r.answer for r in maj16], maj16, problems, bins)]
+    rows = [summary("majority @16", [r.answer for r in maj16], maj16, problems, hard)]
     for label, opts in [("confidence-vote @16 lowest_group keep 0.9", {}),
                         ("confidence-vote @16 lowest_group keep 0.1", {"keep": 0.1}),
                         ("confidence-vote @16 tail keep 0.9", {"score": "tail"})]:
         res = run_all("confidence-vote", problems, 16, make_ctx, **opts)
-        conf_rows.append(summary(label, [r.answer for r in res], res, problems, bins))
-    show("2. confidence-weighted voting (no PRM) vs majority at N=16", conf_rows,
-         "goal: a confidence-vote row >= majority@16 + 0.05 (same samples: same seed)")
+        rows.append(summary(label, [r.answer for r in res], res, problems, hard))
+    show("2. confidence-weighted voting (no PRM) vs majority at N=16", rows,
+         "goal: a confidence-vote row >= majority@16 + 0.05 (same samples: same seed)", hard)
 
-    maj = rows_bon[2]
-    online_rows = [maj]
+
+def section_online(problems: list[Problem], make_ctx: Any, hard: tuple[int, int]) -> None:
+    maj64 = run_all("majority", problems, 64, make_ctx)
+    maj = summary("majority @64", [r.answer for r in maj64], maj64, problems, hard)
+    rows = [maj]
     for label, opts in [("deepconf-online @64 keep 0.9 (high)", {}),
                         ("deepconf-online @64 keep 0.5", {"keep": 0.5})]:
         res = run_all("deepconf-online", problems, 64, make_ctx, **opts)
-        row = summary(label, [r.answer for r in res], res, problems, bins)
+        row = summary(label, [r.answer for r in res], res, problems, hard)
         row["method"] += f" saved {1 - row['tokens'] / maj['tokens']:.0%}"
-        online_rows.append(row)
-    show("3. deepconf-online vs majority@64", online_rows,
-         "goal: accuracy >= majority@64 with >= 50% fewer generated tokens ('saved' is vs "
-         "majority@64's generated tokens, measured)")
+        rows.append(row)
+    show("3. deepconf-online vs majority@64", rows,
+         "goal: accuracy >= majority@64 with >= 50% fewer generated tokens ('saved': measured "
+         "against majority@64's generated tokens)", hard)
 
-    tree_rows = []
+
+def section_particles(problems: list[Problem], make_ctx: Any, hard: tuple[int, int]) -> None:
+    rows = []
     for n in (16,):
         beam = run_all("beam", problems, n, make_ctx, beam_width=4)
-        tree_rows.append(summary(f"beam M=4 @{n}", [r.answer for r in beam], beam, problems,
-                                 bins))
+        rows.append(summary(f"beam M=4 @{n}", [r.answer for r in beam], beam, problems, hard))
         for sel in ("argmax", "weighted"):
             pf = run_all("particle-filtering", problems, n, make_ctx, selection=sel)
-            tree_rows.append(summary(f"particle-filtering @{n} ({sel})",
-                                     [r.answer for r in pf], pf, problems, bins))
-    show("4. particle filtering vs beam search at equal N", tree_rows,
-         "bin4/bin5: the two hardest oracle bins of pass@1 (N=64 pool)")
+            rows.append(summary(f"particle-filtering @{n} ({sel})", [r.answer for r in pf], pf,
+                                problems, hard))
+    show("4. particle filtering vs beam search at equal N", rows,
+         "ops=: the two hardest difficulty levels (number of operations) among the questions",
+         hard)
+
+
+SECTIONS = {"1": section_adaptive, "2": section_confidence, "3": section_online,
+            "4": section_particles}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--questions", type=int, default=80)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--sections", default="1234", help="which goals to measure, e.g. 24")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    task = TestbedTask(split=args.split, n=args.questions, seed=0)
+    problems = task.problems()
+    levels = sorted({p.difficulty for p in problems if p.difficulty is not None})
+    hard = (levels[-2], levels[-1]) if len(levels) > 1 else (levels[-1], levels[-1])
+    gen, prm = load()
+
+    def make_ctx(options: dict[str, Any]) -> SearchContext:
+        return SearchContext(task=task, generator=gen, scorer=prm, seed=args.seed,
+                             options=dict(options))
+
+    t0 = time.perf_counter()
+    for key in args.sections:
+        SECTIONS[key](problems, make_ctx, hard)
     print(f"\n{len(problems)} {args.split} questions, seed {args.seed}; "
-          f"total {time.perf_counter() - t0:.0f} s")
+          f"total {time.perf_counter() - t0:.0f} s", flush=True)
 
 
 if __name__ == "__main__":
