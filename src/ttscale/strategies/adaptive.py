@@ -1,4 +1,6 @@
-"""Per-question adaptive budgets: sample in rounds, stop as soon as the answer is decided.
+"""Per-question adaptive budgets: sample in rounds, stop as soon as the answer is decided
+(Adaptive-Consistency, Aggarwal et al. 2023, arXiv:2305.11860; Early-Stopping Self-Consistency,
+Li et al. 2024, arXiv:2401.10480; the rules are in stopping.py).
 
 Compute-optimal allocation done online (the paper, section 3, fits a per-difficulty-bin table
 offline and needs a difficulty estimate; here each question spends what it needs, with no table

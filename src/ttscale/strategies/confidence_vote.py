@@ -1,5 +1,6 @@
 """Confidence-weighted voting without a PRM (DeepConf offline, Fu et al. 2025, "Deep Think with
-Confidence"; trace confidence as in confidence.py).
+Confidence", arXiv:2508.15260; self-certainty, Kang et al. 2025, arXiv:2502.18581; trace
+confidence as in confidence.py). Most users have no PRM for their domain: this is their verifier.
 
 With budget N: N full solutions are sampled in one call with the top-``top_k`` log-probability
 of every generated token (``SamplingParams.logprobs``); each trace gets a confidence score

@@ -1,4 +1,4 @@
-"""DeepConf online (Fu et al. 2025, "Deep Think with Confidence", Algorithm 2): calibrate a
+"""DeepConf online (Fu et al. 2025, "Deep Think with Confidence", arXiv:2508.15260): calibrate a
 confidence threshold on a few warm-up traces, then stop every later trace as soon as its
 confidence drops below it, and stop sampling once the vote has converged.
 

@@ -1,5 +1,6 @@
 """Particle filtering (Puri et al. 2025, "A Probabilistic Inference Approach to Inference-Time
-Scaling of LLMs using Particle-Based Monte Carlo Methods"; its_hub's ``ParticleFiltering``).
+Scaling of LLMs using Particle-Based Monte Carlo Methods", arXiv:2502.01618; the semantics follow
+its_hub's ``ParticleFiltering``).
 
 Partial solutions are particles; the PRM's step scores become weights, and the population is
 *resampled* every step instead of pruned to the top-k, so a prefix the PRM ranks second still
