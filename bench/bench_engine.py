@@ -12,6 +12,7 @@ Tokens counted = tokens each row really generated (up to and including its EOS);
 process-CPU rates are printed: on a shared machine the CPU rate is the steadier one. Run::
 
     python bench/bench_engine.py [--model PATH] [--batch 64 256] [--max-tokens 64] [--threads 2]
+                                 [--logprobs K]
 
 Default model: the shipped ``policy-small`` testbed model if present, else a random-init
 testbed-size Llama (hidden 128, 4 layers, the testbed char tokenizer). A random model samples EOS
@@ -55,8 +56,10 @@ def timed(fn, *args) -> tuple:
     return n, time.perf_counter() - t0, time.process_time() - c0
 
 
-def run_engine(gen: HFGenerator, prompts: list[str], n: int, max_tokens: int, seed: int) -> int:
-    params = SamplingParams(n=n, temperature=1.0, max_tokens=max_tokens, seed=seed)
+def run_engine(gen: HFGenerator, prompts: list[str], n: int, max_tokens: int, seed: int,
+               logprobs: int | None = None) -> int:
+    params = SamplingParams(n=n, temperature=1.0, max_tokens=max_tokens, seed=seed,
+                            logprobs=logprobs)
     return sum(c.generated_tokens for row in gen.generate(prompts, params) for c in row)
 
 
@@ -94,6 +97,8 @@ def main() -> None:
     ap.add_argument("--ignore-eos", action="store_true", help="every row runs to --max-tokens")
     ap.add_argument("--repeats", type=int, default=2, help="best of this many timings")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--logprobs", type=int, default=None,
+                    help="the engine also returns the top-K log-probabilities of every token")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -111,7 +116,8 @@ def main() -> None:
 
     print(f"model: {name} ({gen.num_parameters:,} parameters); torch threads: "
           f"{torch.get_num_threads()}; max_tokens {args.max_tokens}; T=1; "
-          f"EOS {'ignored' if args.ignore_eos else 'ends a row'}; best of {args.repeats}")
+          f"EOS {'ignored' if args.ignore_eos else 'ends a row'}; best of {args.repeats}; "
+          f"engine logprobs: {args.logprobs or 'off'}")
     run_engine(gen, prompts[:4], 2, 4, 0)  # warm up both paths
     run_generate(gen, prompts[:4], 2, 4, 0, eos)
     print(f"{'workload':>14} {'rows':>5} | {'engine':>9} {'generate':>9} {'ratio':>6} |"
@@ -124,7 +130,8 @@ def main() -> None:
             ps = prompts[:b // n]
             ours, hf = [], []
             for r in range(args.repeats):  # interleaved, so both see the same machine load
-                ours.append(timed(run_engine, gen, ps, n, args.max_tokens, args.seed + r))
+                ours.append(timed(run_engine, gen, ps, n, args.max_tokens, args.seed + r,
+                                  args.logprobs))
                 hf.append(timed(run_generate, gen, ps, n, args.max_tokens, args.seed + r, eos))
             we, wh = (max(t / w for t, w, _ in x) for x in (ours, hf))
             ce, ch = (max(t / c for t, _, c in x) for x in (ours, hf))

@@ -186,7 +186,7 @@ def test_missing_prm_path(capsys, tmp_path, tiny_models):
 
 
 def test_missing_testbed_model_names_the_fix(capsys, tmp_path, monkeypatch):
-    import ttscale.testbed.paths as paths
+    import ttscale.shipped as paths
 
     monkeypatch.setattr(paths, "models_dir", lambda: tmp_path / "models")
     code, _, err = run_cli(capsys, [*BASE, "--out", str(tmp_path)])
@@ -298,7 +298,7 @@ def test_set_wins_over_flags_and_flags_over_the_recipe(tmp_path):
 
 
 def test_testbed_model_names(tmp_path, monkeypatch):
-    import ttscale.testbed.paths as paths
+    import ttscale.shipped as paths
 
     monkeypatch.setattr(paths, "models_dir", lambda: tmp_path)
     (tmp_path / "policy-large").mkdir()

@@ -30,12 +30,6 @@ from ttscale.optimal.flops import (
     token_multiplier,
 )
 from ttscale.optimal.frontier import CurvePoint, Frontier, match
-from ttscale.optimal.policy_table import (
-    PolicyTableError,
-    load_table,
-    save_table,
-    validate_table,
-)
 from ttscale.optimal.selection import (
     OracleBinner,
     Outcome,
@@ -45,6 +39,12 @@ from ttscale.optimal.selection import (
     cross_validate,
     select_policy,
     split_folds,
+)
+from ttscale.strategies.policy_table import (
+    PolicyTableError,
+    load_table,
+    save_table,
+    validate_table,
 )
 from ttscale.types import Cost
 

@@ -20,8 +20,8 @@ from ttscale.analysis.curves import scale_pool_cost
 from ttscale.analysis.sweep import Parts, sweep
 from ttscale.optimal.cli import flops_matched
 from ttscale.optimal.data import load_sweep
-from ttscale.optimal.policy_table import load_table
 from ttscale.report.html import build_report, flops_section, optimal_section
+from ttscale.strategies.policy_table import load_table
 
 SETS = ["max_step_tokens=16", "max_rounds=12", "max_solution_tokens=32"]
 

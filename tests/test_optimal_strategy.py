@@ -14,8 +14,8 @@ import pytest
 from fakes import FakeGenerator, FakeScorer
 
 from ttscale.cli import main
-from ttscale.optimal.policy_table import save_table, validate_table
 from ttscale.strategies import SearchContext, get_strategy
+from ttscale.strategies.policy_table import save_table, validate_table
 from ttscale.tasks import testbed
 from ttscale.verifiers.base import StepScores
 
@@ -235,7 +235,7 @@ def test_ttscale_run_compute_optimal_on_real_tiny_models(tmp_path, capsys, tiny_
 def test_run_key_follows_the_policy_table_content(tmp_path):
     """A rewritten table at the same path must not resume results chosen by the old one."""
     from ttscale.config import RunConfig
-    from ttscale.runner import run_key
+    from ttscale.session import run_key
 
     table = tmp_path / "policy.json"
     table.write_text('{"v": 1}')

@@ -112,7 +112,7 @@ def test_ttscale_strategies_lists_every_option_from_the_models(capsys):
 
 def test_run_key_holds_the_parsed_options():
     from ttscale.config import RunConfig
-    from ttscale.runner import run_key
+    from ttscale.session import run_key
 
     def key(**options):
         return run_key(RunConfig(task="testbed", strategy="beam", budget=8, options=options),

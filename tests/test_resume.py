@@ -140,7 +140,7 @@ def test_kill_and_resume_recomputes_nothing_stored(tmp_path, capsys, monkeypatch
 
 def test_run_key_changes_only_with_what_changes_results(tmp_path):
     from ttscale.config import build_config
-    from ttscale.runner import run_key
+    from ttscale.session import run_key
 
     model = tmp_path / "model"
     model.mkdir()
@@ -172,7 +172,7 @@ def test_testbed_problems_do_not_depend_on_limit():
     """The run key leaves out --limit because the runner asks the testbed for n=limit problems
     and relies on the first K being the same for any n (so a larger --limit extends a run)."""
     from ttscale.config import build_config
-    from ttscale.runner import build_task, select_problems
+    from ttscale.session import build_task, select_problems
 
     def problems(limit: int):
         cfg = build_config(None, {"task": "testbed", "strategy": "majority", "budget": 1,

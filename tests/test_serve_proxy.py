@@ -219,7 +219,7 @@ def test_a_verifier_strategy_without_a_verifier_is_a_400(upstream):
 
 
 def test_the_default_is_the_compute_optimal_policy_table(upstream, tmp_path):
-    from ttscale.optimal.policy_table import save_table, validate_table
+    from ttscale.strategies.policy_table import save_table, validate_table
 
     pol, prm = upstream
     entry = {"strategy": "beam", "options": {"beam_width": 2}}
@@ -257,3 +257,46 @@ def test_bad_server_settings_fail_at_start():
                          proxy_config(default_strategy="nope"))
     with pytest.raises(ValueError, match="format"):
         ProxyTask("html")
+
+
+class _Counted:
+    """A revision model stand-in that forwards to a real engine and counts its calls."""
+
+    def __init__(self, inner):
+        self.inner, self.prompts = inner, []
+
+    @property
+    def num_parameters(self) -> int:
+        return self.inner.num_parameters
+
+    def generate(self, prompts, params):
+        self.prompts.extend(prompts)
+        return self.inner.generate(prompts, params)
+
+
+def test_revisions_over_the_api_use_the_configured_revision_model(upstream):
+    """The proxy builds its search context through the session: revisions and combined revise
+    with the configured revision model, not with the policy."""
+    pol, prm = upstream
+    gen = _Counted(OpenAIGenerator(pol.url + "/v1"))
+    reviser = _Counted(OpenAIGenerator(pol.url + "/v1"))
+    scorer = HTTPPRM.for_kind(prm.url, "token-classification", "\n")
+    app = create_proxy_app(gen, scorer, ProxyTask("testbed"), proxy_config(), reviser=reviser)
+    with ServerThread(app) as server:
+        r = post(server, chat(model="ttscale@revisions:4", seed=3,
+                              ttscale={"options": {"chain_length": 2}}))
+        n_policy = len(gen.prompts)
+        combined = post(server, chat(model="ttscale@combined:4", seed=3,
+                                     ttscale={"options": {"chain_length": 2}}))
+        typo = post(server, chat(model="ttscale@beam:4", ttscale={"options": {"beam_widht": 2}}))
+    assert r.status_code == 200, r.text
+    assert r.json()["ttscale"]["candidates"] == 4
+    assert n_policy == 0 and len(reviser.prompts) >= 4  # all 4 attempts by the revision model
+    assert combined.status_code == 200, combined.text
+    assert len(gen.prompts) > 0  # combined's beam search is the policy's ...
+    # ... and its revision chains are the revision model's
+    assert any("P:" in p or p.count("\n") > 1 for p in reviser.prompts[4:])
+    assert typo.status_code == 400 and "beam_widht" in typo.json()["error"]["message"]
+    gen.inner.close()
+    reviser.inner.close()
+    scorer.close()

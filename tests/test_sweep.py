@@ -461,7 +461,7 @@ def test_partial_store_is_completed_and_a_finished_sweep_loads_no_model(tmp_path
 
 
 def test_revision_curves_get_the_revision_model_and_only_they_key_it(tmp_path):
-    from ttscale.runner import run_key
+    from ttscale.session import run_key
 
     cfg, plan = _config(tmp_path, strategies="majority,beam-m4,revisions-par,revisions-seq",
                         budgets="1,4", limit=4)
@@ -574,8 +574,8 @@ def test_cli_sweep_on_real_tiny_models(capsys, tmp_path, tiny_policy_dir, tiny_p
 def test_cli_revision_sweep_on_the_shipped_testbed_models(capsys, tmp_path):
     """The shipped policy, PRM and revision model (the default on the testbed): the revision
     curves are stored runs with their chain length, summarised per budget and bin."""
+    from ttscale.shipped import resolve_model
     from ttscale.store.sqlite import Store
-    from ttscale.testbed.paths import resolve_model
 
     pytest.importorskip("torch").set_num_threads(1)  # tiny models: one thread is fastest
     out = tmp_path / "sw"
@@ -631,3 +631,45 @@ def test_a_pool_stored_without_sample_grades_is_graded_on_read(tmp_path):
     again = sweep(cfg, plan, progress=False, parts=_fake_parts(cfg))
     assert again["pool"]["computed"] == 0
     assert _without_times(again) == _without_times(first)
+
+
+def test_pool_curves_vote_exactly_as_ttscale_run_on_the_same_samples(tmp_path):
+    """One voting module: the sweep's majority / best-of-N / weighted best-of-N read off the pool
+    answer as `ttscale run` of those strategies does on the same samples (common random
+    numbers: the pool is the weighted-best-of-n run at N_max)."""
+    from ttscale.analysis.pools import best_answered, majority_answer, weighted_answer
+    from ttscale.runner import run
+    from ttscale.store.sqlite import Store
+
+    n = 8
+    cfg, plan = _config(tmp_path, "majority,best-of-n,weighted-best-of-n", str(n), limit=10)
+    gen, scorer = FakeGenerator(accuracy=lambda k: 0.9 ** (2 * k)), FakeScorer(noise=0.3)
+    summary = sweep(cfg, plan, progress=False, parts=_fake_parts(cfg, gen, scorer))
+    with Store.in_dir(tmp_path) as store:
+        pool = {r.problem_id: r for r in store.results(summary["pool"]["run_key"])}
+    rules = {"majority": lambda s: majority_answer(s),
+             "weighted-best-of-n": lambda s: weighted_answer(s),
+             "best-of-n": lambda s: (lambda b: None if b is None else b.answer)(
+                 best_answered(s))}
+    ties = 0
+    for name, rule in rules.items():
+        rcfg = cfg.model_copy(update={"strategy": name, "budget": n, "out": str(tmp_path / name),
+                                      "options": {}})
+        result = run(rcfg, progress=False, generator=gen, scorer=scorer)
+        with Store.in_dir(tmp_path / name) as store:
+            rows = store.results(result.run_key)
+        assert len(rows) == len(pool) == 10
+        for r in rows:
+            samples = [PoolSample(c.answer, False, c.scores[-1] if c.scores else 0.0)
+                       for c in pool[r.problem_id].candidates]
+            assert [c.answer for c in r.candidates] == [s.answer for s in samples]
+            assert rule(samples) == r.answer, (name, r.problem_id)
+        curve_acc = summary["results"][name][str(n)]["accuracy"]
+        if name == "majority":  # the curve shuffles the pool: a vote tie may break otherwise
+            counts = [sorted(Counter(c.answer for c in pool[p].candidates
+                                     if c.answer is not None).values())[-2:] for p in pool]
+            ties = sum(len(c) == 2 and c[0] == c[1] for c in counts)
+            if ties:
+                continue
+        assert curve_acc == pytest.approx(result.accuracy), name
+    assert ties < len(pool)

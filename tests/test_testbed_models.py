@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from ttscale.testbed.paths import models_dir
+from ttscale.shipped import models_dir
 
 MODELS = models_dir()
 NAMES = ("policy-small", "policy-large", "prm", "revision")

@@ -203,7 +203,8 @@ def test_orm_row_ending_in_the_pad_id_is_pooled_right():
 # -- factory --
 
 def test_load_verifier_by_kind(tiny_prm_dir, tiny_qwen_prm_dir, tiny_orm_dir, tmp_path):
-    assert VERIFIER_KINDS == ("token-classification", "qwen-prm", "orm")
+    assert VERIFIER_KINDS == ("token-classification", "qwen-prm", "orm", "math-shepherd",
+                              "value-head")
     assert isinstance(load_verifier(tiny_prm_dir), TokenClassificationPRM)
     assert isinstance(load_verifier(tiny_prm_dir, "token-classification", step_delimiter="\n\n")
                       .step_delimiter, str)

@@ -9,10 +9,9 @@ flags exit 2, bad input or a failing run exit 1, Ctrl-C exits 130. Set ``TTSCALE
 the traceback of an unexpected error.
 
 Other verbs (testbed, label, train, demo, sweep, flips, optimal, report, serve) live in the
-modules that implement them and are listed in ``VERB_MODULES`` below: each such module either
-defines ``register(app: typer.Typer) -> None`` (preferred; call ``app.command(...)`` or
-``app.add_typer(sub_app, name=...)`` in it) or decorates ``ttscale.cli.app`` directly when
-imported. Keep those modules import-light too.
+modules that implement them, imported statically at the end of this file: each defines
+``register(app: typer.Typer) -> None`` (calling ``app.command(...)`` or
+``app.add_typer(sub_app, name=...)``). Keep those modules import-light too.
 """
 
 from __future__ import annotations
@@ -25,17 +24,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-
-#: modules that add more verbs to ``app`` (skipped while a module does not exist yet)
-VERB_MODULES: tuple[str, ...] = (
-    "ttscale.testbed.cli",   # ttscale testbed ...
-    "ttscale.train.cli",     # ttscale label, ttscale train ...
-    "ttscale.analysis.cli",  # ttscale sweep, ttscale flips
-    "ttscale.optimal.cli",   # ttscale optimal
-    "ttscale.report.cli",    # ttscale report
-    "ttscale.serve.cli",     # ttscale serve
-    "ttscale.demo",          # ttscale demo
-)
 
 
 class TTScaleApp(typer.Typer):
@@ -114,6 +102,9 @@ def run_cmd(
     device: Annotated[str | None, typer.Option("--device", help="cpu, cuda, ...")] = None,
     progress: Annotated[bool, typer.Option(
         "--progress/--no-progress", help="Progress bar on stderr.")] = True,
+    retry_failed: Annotated[bool, typer.Option(
+        "--retry-failed", help="Solve again the problems a previous run stored as failed "
+        "(a refused request, a context overflow); without it they stay failed.")] = False,
 ) -> None:
     """Run a search strategy at a budget over a task; grade, store and summarise."""
     from ttscale.config import build_config
@@ -131,9 +122,9 @@ def run_cmd(
             from contextlib import redirect_stdout
 
             with redirect_stdout(sys.stderr):
-                summary = run(cfg, progress=progress)
+                summary = run(cfg, progress=progress, retry_failed=retry_failed)
         else:
-            summary = run(cfg, progress=progress)
+            summary = run(cfg, progress=progress, retry_failed=retry_failed)
     except KeyboardInterrupt:
         _err(f"interrupted; finished problems are stored in {cfg.out}, rerun the same command "
              "to resume")
@@ -155,6 +146,7 @@ def _print_summary(s: Any) -> None:
     rows = [
         ("accuracy", f"{s.accuracy:.3f} ({s.n_correct}/{s.n_problems})"),
         ("problems (resumed / computed)", f"{s.n_problems} ({s.resumed} / {s.computed})"),
+        ("failed (counted wrong; --retry-failed)", f"{s.n_failed}"),
         ("generations", f"{c['generations']:,}"),
         ("generated tokens", f"{c['generated_tokens']:,}"),
         ("prompt tokens (cached)", f"{c['prompt_tokens']:,} ({c['prompt_tokens_cached']:,})"),
@@ -221,8 +213,9 @@ def grade_cmd(
         "--out", help="Write graded lines here (default: stdout).")] = None,
     json_out: Annotated[bool, typer.Option(
         "--json", help="Summary as one JSON object (stdout with --out, else stderr).")] = False,
-    timeout: Annotated[float, typer.Option(
-        "--timeout", help="Seconds per math-verify check (killed after).")] = 5.0,
+    timeout: Annotated[float | None, typer.Option(
+        "--timeout", help="Seconds per math-verify check (killed after); default 3.5, "
+        "with 1.5 s for extracting a response, so one line stays under 5 s.")] = None,
     ordered_lists: Annotated[bool, typer.Option(
         "--ordered-lists", help="Compare bare comma lists in order (default: as sets).")] = False,
     require_reduced: Annotated[bool, typer.Option(
@@ -250,7 +243,8 @@ def grade_cmd(
     options = GradeOptions(ordered_lists=ordered_lists, require_reduced=require_reduced,
                            rel_tol=rel_tol, accept_rounded=accept_rounded,
                            choice_letters=not no_choice_letters)
-    records = grade_file(in_path, out, timeout_s=timeout, options=options)
+    limits = {} if timeout is None else {"timeout_s": timeout}
+    records = grade_file(in_path, out, options=options, **limits)
     if out is None:
         for rec in records:
             sys.stdout.write(json.dumps(rec, ensure_ascii=False) + "\n")
@@ -359,16 +353,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _register_verbs() -> None:
-    for name in VERB_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name == name or name.startswith(f"{e.name}."):  # module not written yet
-                continue
-            raise
-        register = getattr(module, "register", None)
-        if callable(register):
-            register(app)
+    from ttscale import demo  # ttscale demo
+    from ttscale.analysis import cli as analysis_cli  # ttscale sweep, ttscale flips
+    from ttscale.optimal import cli as optimal_cli  # ttscale optimal
+    from ttscale.report import cli as report_cli  # ttscale report
+    from ttscale.serve import cli as serve_cli  # ttscale serve
+    from ttscale.testbed import cli as testbed_cli  # ttscale testbed ...
+    from ttscale.train import cli as train_cli  # ttscale label, ttscale train ...
+
+    for module in (testbed_cli, train_cli, analysis_cli, optimal_cli, report_cli, serve_cli,
+                   demo):
+        module.register(app)
 
 
 _register_verbs()

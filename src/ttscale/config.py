@@ -10,12 +10,13 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-PRM_KINDS = ("token-classification", "qwen-prm", "orm")
+if TYPE_CHECKING:
+    from ttscale.strategies.base import SearchSettings
 
 
 class ConfigError(ValueError):
@@ -57,7 +58,7 @@ class RunConfig(BaseModel):
         "default: testbed policy-small; 'testbed:NAME' names any testbed model")
     policy_params: int | None = Field(
         None, ge=1, description="engine=openai: the served policy's parameter count, for FLOPs "
-        "(default: read from the served name, e.g. '1.5B'; 0 when it says nothing)")
+        "(default: read from the served name, e.g. '1.5B'; when it says nothing, 0 with a warning)")
     context_length: int | None = Field(
         None, ge=2, description="engine=openai: the policy's context in tokens (default: what "
         "the server reports; max_tokens is capped to what a prompt leaves)")
@@ -66,7 +67,14 @@ class RunConfig(BaseModel):
         None, description="revision model folder for revisions/combined strategies; default: "
         "the shipped one on the testbed with the shipped policy, else none (the policy revises "
         "its own attempts); 'testbed:revision' names the shipped one")
-    prm_kind: Literal["token-classification", "qwen-prm", "orm"] = "token-classification"
+    prm_params: int | None = Field(
+        None, ge=1, description="the PRM's parameter count, for FLOPs (default: counted for an "
+        "in-process PRM, reported or read from the served name for an HTTP one)")
+    prm_kind: Literal["token-classification", "qwen-prm", "orm", "math-shepherd",
+                      "value-head"] = Field(
+        "token-classification", description="the PRM's family: token-classification (testbed, "
+        "ttscale train prm), qwen-prm (Qwen2.5-Math-PRM), orm, math-shepherd (causal LM, +/- "
+        "at a step tag), value-head (Skywork-o1-Open-PRM)")
     device: str = Field("cpu", description="torch device for in-process models")
     # where results go
     out: str = Field("runs", description="output folder; holds ttscale.db, resumed on rerun")
@@ -80,6 +88,13 @@ class RunConfig(BaseModel):
             raise ValueError("expected a number, got a boolean")
         return v
 
+
+    def search_settings(self) -> SearchSettings:
+        """The frozen sampling/search settings of this run (what ``SearchContext`` holds)."""
+        from ttscale.strategies.base import SearchSettings
+
+        return SearchSettings(self.seed, self.temperature, self.top_p, self.max_step_tokens,
+                              self.max_solution_tokens, self.max_rounds)
 
     @field_validator("shard")
     @classmethod

@@ -76,7 +76,7 @@ COST_KEYS = (
 
 @dataclass
 class Cost:
-    """Everything a strategy spent (contract keys, see DESIGN.md).
+    """Everything a strategy spent (contract keys: the README's "Cost accounting").
 
     FLOPs are 2 x parameters x tokens actually processed; prompt tokens served from a cache are
     reported in ``*_cached`` and excluded from FLOPs.
@@ -98,9 +98,32 @@ class Cost:
         return self.policy_flops + self.prm_flops + self.difficulty_flops
 
     def add(self, other: Cost) -> Cost:
+        """Add ``other`` into this cost (in place); returns self."""
         for f in fields(self):
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
         return self
+
+    def subtract(self, other: Cost, *, wall: bool = False) -> Cost:
+        """Take ``other`` out of this cost (in place; e.g. samples reused, not spent twice);
+        the wall time stays unless ``wall``. Returns self."""
+        for f in fields(self):
+            if wall or f.name != "wall_s":
+                setattr(self, f.name, getattr(self, f.name) - getattr(other, f.name))
+        return self
+
+    def scaled(self, factor: float) -> Cost:
+        """A new cost with every counter times ``factor`` (a share of a pool's cost)."""
+        return Cost(**{f.name: getattr(self, f.name) * factor for f in fields(self)})
+
+    def copy(self) -> Cost:
+        return Cost(**{f.name: getattr(self, f.name) for f in fields(self)})
+
+    @staticmethod
+    def flops(params: float, tokens: float) -> float:
+        """FLOPs of ``tokens`` processed by a ``params``-parameter model: 2 x params x tokens
+        (the convention of Snell et al. and Kaplan et al.; cached prompt tokens are excluded by
+        the caller)."""
+        return 2.0 * params * tokens
 
     def to_dict(self) -> dict[str, float]:
         d = asdict(self)

@@ -8,10 +8,11 @@ costs N_max generations instead of their sum. pass@N uses the unbiased estimator
 from __future__ import annotations
 
 import random
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from math import comb
+
+from ttscale.strategies import voting
 
 
 @dataclass(frozen=True)
@@ -22,25 +23,15 @@ class PoolSample:
 
 
 def majority_answer(samples: Sequence[PoolSample]) -> str | None:
-    """Most frequent answer; ties go to the answer that reached the count first."""
-    counts: dict[str, int] = defaultdict(int)
-    best, best_n = None, 0
-    for s in samples:
-        if s.answer is None:
-            continue
-        counts[s.answer] += 1
-        if counts[s.answer] > best_n:
-            best, best_n = s.answer, counts[s.answer]
-    return best
+    """Most frequent answer; ties go to the answer that reached the count first (the majority
+    strategy's rule: ``strategies.voting.majority``)."""
+    return voting.majority(s.answer for s in samples)[0]
 
 
 def weighted_answer(samples: Sequence[PoolSample]) -> str | None:
-    """Answer with the largest sum of verifier scores (the paper's weighted best-of-N)."""
-    totals: dict[str, float] = defaultdict(float)
-    for s in samples:
-        if s.answer is not None:
-            totals[s.answer] += s.score
-    return max(totals, key=lambda a: totals[a]) if totals else None
+    """Answer with the largest sum of verifier scores (the paper's weighted best-of-N; the
+    strategy's rule: ``strategies.voting.weighted``)."""
+    return voting.weighted((s.answer, s.score) for s in samples)[0]
 
 
 def argmax_sample(samples: Sequence[PoolSample]) -> PoolSample:
@@ -49,12 +40,10 @@ def argmax_sample(samples: Sequence[PoolSample]) -> PoolSample:
 
 def best_answered(samples: Sequence[PoolSample]) -> PoolSample | None:
     """Top-scored sample that states an answer (the first wins ties), as the best-of-N strategy
-    chooses: a solution without an answer can never be graded right, so it is never picked."""
-    best: PoolSample | None = None
-    for s in samples:
-        if s.answer is not None and (best is None or s.score > best.score):
-            best = s
-    return best
+    chooses (``strategies.voting.best``): a solution without an answer can never be graded
+    right, so it is never picked."""
+    i = voting.best((s.answer, s.score) for s in samples)
+    return None if i is None else samples[i]
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -122,9 +111,3 @@ def within_question_auc(pool: Sequence[PoolSample]) -> float | None:
         return None
     wins = sum((p > q) + 0.5 * (p == q) for p in pos for q in neg)
     return wins / (len(pos) * len(neg))
-
-
-def mean_within_auc(pools: Sequence[Sequence[PoolSample]]) -> tuple[float, int]:
-    """Mean within-question AUC and the number of questions that have both sides."""
-    aucs = [a for a in (within_question_auc(p) for p in pools) if a is not None]
-    return (sum(aucs) / len(aucs) if aucs else float("nan")), len(aucs)

@@ -46,7 +46,19 @@ from ttscale.analysis.plan import ORACLE, SweepPlan, SweepStrategy
 from ttscale.analysis.pools import PoolSample
 from ttscale.analysis.progress import SweepProgress
 from ttscale.config import RunConfig
-from ttscale.strategies.registry import own_options
+from ttscale.session import (
+    Models,
+    build_task,
+    grade_answer,
+    is_failed,
+    resolve_policy,
+    resolve_prm,
+    resolve_revision,
+    run_key,
+    select_problems,
+    solve_and_store,
+)
+from ttscale.strategies.registry import get_spec, own_options
 from ttscale.types import Cost, Problem
 
 #: file name of the summary in the output folder (read by ``ttscale report``)
@@ -57,63 +69,25 @@ SUMMARY_VERSION = 1
 DIFFICULTY_NAMES = {"testbed": "number of operations"}
 
 
-class Parts:
-    """The models of a sweep, built on first use and shared by all its runs.
-
-    ``policy``/``prm``/``revision`` are the resolved specs that go into run keys (``revision``
-    None: the policy revises its own attempts, as in ``ttscale run``). Tests pass ready
-    ``generator``/``scorer``/``reviser`` objects; otherwise the runner's builders load them.
-    """
+class Parts(Models):
+    """The models of a sweep, built on first use and shared by all its runs (the session's
+    ``Models`` with the sweep's progress display)."""
 
     def __init__(self, config: RunConfig, policy: str, prm: str | None, *,
                  revision: str | None = None, generator: Any = None, scorer: Any = None,
                  reviser: Any = None, progress: SweepProgress | None = None) -> None:
-        self.config, self.policy, self.prm, self.revision = config, policy, prm, revision
-        self._generator, self._scorer, self._reviser = generator, scorer, reviser
+        super().__init__(config, policy, prm, revision=revision, generator=generator,
+                         scorer=scorer, reviser=reviser)
         self.progress = progress
-        #: the task, so the PRM joins steps with the task's delimiter (set by the sweep)
-        self.task: Any = None
 
     @classmethod
-    def resolve(cls, config: RunConfig, need_prm: bool, need_reviser: bool = False) -> Parts:
+    def resolve(cls, config: RunConfig, need_prm: bool, need_reviser: bool = False,
+                **ready: Any) -> Parts:
         """Check the model paths now (a missing model fails before anything runs)."""
-        from ttscale.runner import resolve_policy, resolve_prm, resolve_revision
+        return cls(config, resolve_policy(config), resolve_prm(config) if need_prm else None,
+                   revision=resolve_revision(config) if need_reviser else None, **ready)
 
-        policy = resolve_policy(config)
-        prm = resolve_prm(config) if need_prm else None
-        revision = resolve_revision(config) if need_reviser else None
-        return cls(config, policy, prm, revision=revision)
-
-    def generator(self) -> Any:
-        if self._generator is None:
-            from ttscale.runner import build_generator
-
-            self._note(f"loading policy {self.policy}")
-            self._generator = build_generator(self.config, self.policy)
-        return self._generator
-
-    def scorer(self) -> Any:
-        if self.prm is None:
-            raise ValueError("this sweep has no PRM configured")
-        if self._scorer is None:
-            from ttscale.runner import build_scorer
-
-            self._note(f"loading PRM {self.prm}")
-            self._scorer = build_scorer(self.config, self.prm, self.task)
-        return self._scorer
-
-    def reviser(self) -> Any:
-        """The revision model's generator (None when the policy revises itself)."""
-        if self.revision is None:
-            return None
-        if self._reviser is None:
-            from ttscale.runner import build_generator
-
-            self._note(f"loading revision model {self.revision}")
-            self._reviser = build_generator(self.config, self.revision)
-        return self._reviser
-
-    def _note(self, msg: str) -> None:
+    def _say(self, msg: str) -> None:
         if self.progress is not None:
             self.progress.note(msg)
 
@@ -130,8 +104,6 @@ class StageResult:
 
 def _grader(gold: str) -> Any:
     """A per-problem grade function that checks each distinct answer once."""
-    from ttscale.runner import grade_answer
-
     cache: dict[str | None, bool] = {}
 
     def grade(answer: str | None) -> bool:
@@ -144,24 +116,25 @@ def _grader(gold: str) -> Any:
     return grade
 
 
+def _grade_candidates(problem: Problem, result: Any) -> None:
+    grade = _grader(problem.answer)
+    for c in result.candidates:
+        c.meta[CORRECT_KEY] = grade(c.answer)
+
+
 def execute(store: Any, cfg: RunConfig, problems: Sequence[Problem], task: Any, parts: Parts,
             progress: SweepProgress, label: str, *, grade_samples: bool = False) -> StageResult:
-    """Compute and store every problem of one run that is not stored yet (the runner's loop,
+    """Compute and store every problem of one run that is not stored yet (the session's loop,
     with models shared across runs); ``grade_samples`` also grades every candidate.
 
     Only strategies that revise get the revision model, in their context and in their run key:
     the keys of all other runs stay what ``ttscale run`` computes for them."""
-    from ttscale.runner import grade_answer, run_key
-    from ttscale.strategies.base import SearchContext
-    from ttscale.strategies.registry import get_spec
-
-    strategy = get_spec(cfg.strategy)
-    options = strategy.parse(cfg.options, cfg.budget)
-    use_prm = strategy.needs_verifier
-    prm = parts.prm if use_prm else None
-    if use_prm and prm is None:
+    spec = get_spec(cfg.strategy)
+    options = spec.parse(cfg.options, cfg.budget)
+    prm = parts.prm if spec.needs_verifier else None
+    if spec.needs_verifier and prm is None:
         raise ValueError(f"strategy {cfg.strategy!r} needs a PRM; none is configured")
-    revision = parts.revision if strategy.uses_reviser else None
+    revision = parts.revision if spec.uses_reviser else None
     key = run_key(cfg, parts.policy, prm, revision, options)
     store.ensure_run(key, {**cfg.model_dump(), "policy_resolved": parts.policy,
                            "prm_resolved": prm, "revision_resolved": revision, "run_key": key})
@@ -171,26 +144,10 @@ def execute(store: Any, cfg: RunConfig, problems: Sequence[Problem], task: Any, 
     stored_correct = sum(bool(r.correct) for r in store.results(key, ids)) if done else 0
     stage = progress.stage(label, len(problems), len(problems) - len(todo), stored_correct)
     if todo:
-        ctx = SearchContext(
-            task=task, generator=parts.generator(),
-            scorer=parts.scorer() if use_prm else None, seed=cfg.seed,
-            temperature=cfg.temperature, top_p=cfg.top_p, max_step_tokens=cfg.max_step_tokens,
-            max_solution_tokens=cfg.max_solution_tokens, max_rounds=cfg.max_rounds,
-            options=options,
-            reviser=parts.reviser() if revision is not None else None)
-        for idx, problem in todo:
-            pctx = ctx.fresh()
-            t0 = time.perf_counter()
-            result = strategy(problem, cfg.budget, pctx)
-            if not result.cost.wall_s:
-                result.cost.wall_s = time.perf_counter() - t0
-            result.correct, reason = grade_answer(result.answer, problem.answer)
-            if grade_samples:
-                grade = _grader(problem.answer)
-                for c in result.candidates:
-                    c.meta[CORRECT_KEY] = grade(c.answer)
-            store.add_result(key, problem, result, grade_reason=reason, idx=idx)
-            stage.advance(bool(result.correct))
+        ctx = parts.context(spec, cfg.search_settings(), options)
+        solve_and_store(store, key, spec, cfg.budget, ctx, todo,
+                        on_result=lambda _p, r: stage.advance(bool(r.correct)),
+                        annotate=_grade_candidates if grade_samples else None)
     return StageResult(key, cfg, len(problems) - len(todo), len(todo))
 
 
@@ -220,7 +177,6 @@ def realised_cost_by_bin(rows: Sequence[Any], groups: Mapping[str, Mapping[str, 
 def sweep(base: RunConfig, plan: SweepPlan, *, progress: bool = True,
           parts: Parts | None = None) -> dict[str, Any]:
     """Run (or resume) the sweep and write ``<out>/sweep.json``; returns the summary."""
-    from ttscale.runner import build_task, select_problems
     from ttscale.store.sqlite import Store
 
     task = build_task(base)
@@ -273,7 +229,10 @@ def summarize(base: RunConfig, plan: SweepPlan, problems: Sequence[Problem], tas
     pools: dict[str, list[PoolSample]] = {}
     pool_cost: dict[str, Cost] = {}
     for r in pool_rows:
-        pools[r.problem_id] = pool_samples(r.candidates, how, _grader(gold[r.problem_id]))
+        if is_failed(r.meta):  # failed on its own: no samples, every budget counts it wrong
+            pools[r.problem_id] = [PoolSample(None, False, 0.0)] * plan.pool_size
+        else:
+            pools[r.problem_id] = pool_samples(r.candidates, how, _grader(gold[r.problem_id]))
         pool_cost[r.problem_id] = r.cost
     for pid, pool in pools.items():
         if len(pool) < plan.pool_size:

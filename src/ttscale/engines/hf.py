@@ -15,7 +15,9 @@ engine drives the model's forward directly:
   a text check, so the common step costs no detokenisation.
 
 Sampling uses one ``torch.Generator`` seeded from ``params.seed``: identical calls give identical
-completions.
+completions. ``top_k``, ``min_p``, ``repetition_penalty`` and ``logprobs`` follow
+``hf_sampling`` (log-probabilities are the model's own distribution, before temperature and
+truncation); with their neutral values the engine samples exactly as it did before they existed.
 """
 
 from __future__ import annotations
@@ -32,10 +34,11 @@ from ttscale.engines.base import SamplingParams, check_params
 from ttscale.engines.hf_attention import NAME as BMM_ATTENTION
 from ttscale.engines.hf_attention import supports_bmm, use_attention
 from ttscale.engines.hf_cache import cache_kwarg, make_cache, select_rows
+from ttscale.engines.hf_sampling import LogprobRecorder, pick_tokens
 from ttscale.hf_loading import check_model_dir, count_parameters, load_kwargs, load_tokenizer
 from ttscale.types import Completion
 
-__all__ = ["HFGenerator", "Sample"]
+__all__ = ["HFGenerator", "Sample", "pick_tokens"]
 
 
 @dataclass
@@ -48,26 +51,12 @@ class Sample:
     prompt_tokens: int
     prompt_tokens_cached: int
     logits: torch.Tensor | None = None
+    token_logprobs: list[float] | None = None
+    top_logprobs: list[list[float]] | None = None
 
     def completion(self) -> Completion:
         return Completion(self.text, self.finish_reason, self.prompt_tokens, len(self.token_ids),
-                          self.prompt_tokens_cached)
-
-
-def pick_tokens(logits: torch.Tensor, params: SamplingParams,
-                gen: torch.Generator) -> torch.Tensor:
-    """Next token per row: argmax at temperature 0, else nucleus sampling at ``temperature``."""
-    if params.temperature == 0:
-        return logits.argmax(-1)
-    x = logits.float() / params.temperature
-    if params.top_p < 1:
-        sorted_x, order = x.sort(-1, descending=True)
-        probs = torch.softmax(sorted_x, -1)
-        # drop a token once the tokens ranked above it already cover top_p (the first stays)
-        sorted_x.masked_fill_(probs.cumsum(-1) - probs > params.top_p, float("-inf"))
-        choice = torch.multinomial(torch.softmax(sorted_x, -1), 1, generator=gen)
-        return order.gather(-1, choice).squeeze(-1)
-    return torch.multinomial(torch.softmax(x, -1), 1, generator=gen).squeeze(-1)
+                          self.prompt_tokens_cached, self.token_logprobs, self.top_logprobs)
 
 
 class HFGenerator:
@@ -224,10 +213,18 @@ class HFGenerator:
         stop_text: dict[int, str] = {}
         step_logits: list[list[torch.Tensor]] = [[] for _ in range(n_rows)]
         stop_mask = self._stop_mask(params.stop, logits.shape[-1])
+        vocab = logits.shape[-1]
+        seen = self._seen(groups, ids, expand, vocab) if params.repetition_penalty != 1 else None
+        record = (LogprobRecorder(n_rows, max_new, params.logprobs, vocab, dev)
+                  if params.logprobs else None)
 
         for t in range(max_new):
-            nxt = pick_tokens(logits, params, gen)
+            nxt = pick_tokens(logits, params, gen, seen)
             tokens[slot_row, t] = nxt
+            if record is not None:
+                record.record(t, slot_row, logits, nxt)
+            if seen is not None:
+                seen[torch.arange(len(nxt), device=dev), nxt] = True
             if return_logits:
                 for s in alive.nonzero().flatten().tolist():
                     step_logits[int(slot_row[s])].append(logits[s].float().cpu())
@@ -259,12 +256,23 @@ class HFGenerator:
                     mask, next_pos, limit = mask[keep], next_pos[keep], limit[keep]
                     slot_row, nxt = slot_row[keep], nxt[keep]
                     alive = alive[keep]
+                    if seen is not None:
+                        seen = seen[keep]
             mask[:, width + t] = 1
             logits = self._forward(nxt[:, None], mask[:, :width + t + 1], next_pos[:, None],
                                    cache, keep_last=False)
             next_pos = next_pos + 1
         return self._collect(groups, row_group, lens, tokens.cpu(), n_gen, reason, stop_text,
-                             step_logits if return_logits else None)
+                             step_logits if return_logits else None, record)
+
+    def _seen(self, groups: list[tuple[int, int]], ids: list[list[int]], expand: torch.Tensor,
+              vocab: int) -> torch.Tensor:
+        """[rows, vocab] mask of the prompt tokens of each row (the repetition penalty's
+        history; generated tokens are added as they come)."""
+        per_group = torch.zeros((len(groups), vocab), dtype=torch.bool, device=self.device)
+        for g, (u, _) in enumerate(groups):
+            per_group[g, torch.tensor(ids[u], device=self.device)] = True
+        return per_group.index_select(0, expand)
 
     def _prefill(self, prompts: list[list[int]], width: int,
                  max_new: int) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -285,7 +293,8 @@ class HFGenerator:
     def _collect(self, groups: list[tuple[int, int]], row_group: list[int], lens: list[int],
                  tokens: torch.Tensor, n_gen: list[int], reason: list[str],
                  stop_text: dict[int, str],
-                 step_logits: list[list[torch.Tensor]] | None) -> list[list[Sample]]:
+                 step_logits: list[list[torch.Tensor]] | None,
+                 record: LogprobRecorder | None = None) -> list[list[Sample]]:
         """Turn finished rows into Samples grouped by prompt; the first row of each prompt
         paid for its prefill, the others reused it."""
         row_ids = [tokens[r, :n_gen[r]].tolist() for r in range(len(n_gen))]
@@ -298,8 +307,9 @@ class HFGenerator:
         for r, g in enumerate(row_group):
             first = not out[g]
             logits = torch.stack(step_logits[r]) if step_logits is not None else None
+            chosen, top = record.row(r, n_gen[r]) if record is not None else (None, None)
             out[g].append(Sample(row_ids[r], text_of[r], reason[r], lens[g],
-                                 0 if first else lens[g], logits))
+                                 0 if first else lens[g], logits, chosen, top))
         return out
 
     def _find_stop(self, token_ids: list[int], stops: tuple[str, ...]) -> str | None:

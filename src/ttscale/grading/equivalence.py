@@ -34,7 +34,7 @@ from ttscale.grading.normalize import (
     precheck,
 )
 from ttscale.grading.options import DEFAULT_OPTIONS, GradeOptions
-from ttscale.grading.sandbox import Sandbox, SandboxPool, default_sandbox
+from ttscale.grading.sandbox import CHECK_TIMEOUT_S, Sandbox, SandboxPool, default_sandbox
 
 __all__ = ["GradeResult", "grade", "grade_many"]
 
@@ -257,7 +257,7 @@ def _for_parser(s: str, opts: GradeOptions) -> str:
     return s
 
 
-def grade_many(pairs: list[tuple[str | None, str]], timeout_s: float = 5.0,
+def grade_many(pairs: list[tuple[str | None, str]], timeout_s: float = CHECK_TIMEOUT_S,
                sandbox: Sandbox | SandboxPool | None = None,
                options: GradeOptions | None = None) -> list[GradeResult]:
     """Grade ``(pred, gold)`` pairs; the ones that need math-verify go in one batch.
@@ -296,7 +296,7 @@ def grade_many(pairs: list[tuple[str | None, str]], timeout_s: float = 5.0,
     return [r for r in out if r is not None]
 
 
-def grade(pred: str | None, gold: str, timeout_s: float = 5.0,
+def grade(pred: str | None, gold: str, timeout_s: float = CHECK_TIMEOUT_S,
           sandbox: Sandbox | SandboxPool | None = None,
           options: GradeOptions | None = None) -> GradeResult:
     """Grade one predicted answer (already extracted, e.g. by ``extract_answer``) against gold."""

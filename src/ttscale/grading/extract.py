@@ -27,6 +27,8 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
+from ttscale.grading.sandbox import EXTRACT_TIMEOUT_S
+
 __all__ = ["Extraction", "boxed_answer", "extract_answer", "extract_response",
            "extract_responses", "extract_with_source", "find_boxed", "find_boxes", "last_number"]
 
@@ -285,7 +287,8 @@ def extract_answer(text: str | None) -> str | None:
 
 
 def extract_response(text: str | None, sandbox: object | None = None,
-                     second_opinion: bool = True, timeout_s: float = 5.0) -> str | None:
+                     second_opinion: bool = True,
+                     timeout_s: float = EXTRACT_TIMEOUT_S) -> str | None:
     """The final answer of a whole response, as ``ttscale run`` and ``ttscale grade`` take it.
 
     This module's rules first; where they found only a lone bare number or nothing,
@@ -296,7 +299,8 @@ def extract_response(text: str | None, sandbox: object | None = None,
 
 
 def extract_responses(texts: list[str | None], sandbox: object | None = None,
-                      second_opinion: bool = True, timeout_s: float = 5.0) -> list[str | None]:
+                      second_opinion: bool = True,
+                      timeout_s: float = EXTRACT_TIMEOUT_S) -> list[str | None]:
     """``extract_response`` for many texts; the second opinions go to the sandbox as one batch."""
     found = [extract_with_source(t) for t in texts]
     ask = [i for i, e in enumerate(found)

@@ -17,6 +17,7 @@ from typing import Any
 from ttscale.grading.equivalence import grade_many
 from ttscale.grading.extract import extract_responses
 from ttscale.grading.options import GradeOptions
+from ttscale.grading.sandbox import CHECK_TIMEOUT_S, EXTRACT_TIMEOUT_S
 
 __all__ = ["grade_file", "grade_records"]
 
@@ -57,7 +58,7 @@ def _read(line: str) -> tuple[dict[str, Any], str, str | None, str, str]:
     return rec, pkey, pred, gkey, gold
 
 
-def grade_records(lines: list[str], where: str = "<input>", timeout_s: float = 5.0,
+def grade_records(lines: list[str], where: str = "<input>", timeout_s: float = CHECK_TIMEOUT_S,
                   options: GradeOptions | None = None,
                   sandbox: Any = None) -> list[dict[str, Any]]:
     """Grade JSONL lines (see the module docstring); one output record per line, in order."""
@@ -78,7 +79,8 @@ def grade_records(lines: list[str], where: str = "<input>", timeout_s: float = 5
     whole = [(k, pred) for k, (_, _, pkey, pred, _, _) in enumerate(good) if pkey == "response"]
     whole += [(k, gold) for k, (_, _, _, _, gkey, gold) in enumerate(good)
               if gkey == "gold_solution"]
-    extracted = extract_responses([t for _, t in whole], sandbox, timeout_s=timeout_s)
+    extracted = extract_responses([t for _, t in whole], sandbox,
+                                  timeout_s=min(timeout_s, EXTRACT_TIMEOUT_S))
     per_line = (time.perf_counter() - t0) / max(1, len(good))
     preds = [p for _, _, _, p, _, _ in good]
     golds: list[str | None] = [g for _, _, _, _, _, g in good]
@@ -101,7 +103,7 @@ def grade_records(lines: list[str], where: str = "<input>", timeout_s: float = 5
 
 
 def grade_file(in_path: str | Path, out_path: str | Path | None = None,
-               timeout_s: float = 5.0, options: GradeOptions | None = None,
+               timeout_s: float = CHECK_TIMEOUT_S, options: GradeOptions | None = None,
                sandbox: Any = None) -> list[dict[str, Any]]:
     """Grade a JSONL file; writes the records to ``out_path`` (JSONL) when given.
 

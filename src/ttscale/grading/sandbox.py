@@ -26,7 +26,14 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-__all__ = ["Sandbox", "SandboxPool", "Verdict", "default_pool_size", "default_sandbox"]
+__all__ = ["CHECK_TIMEOUT_S", "EXTRACT_TIMEOUT_S", "Sandbox", "SandboxPool", "Verdict",
+           "default_pool_size", "default_sandbox"]
+
+#: default wall-clock bounds of one equivalence check and of one math-verify extraction: a whole
+#: response graded from scratch (extraction, then the check) stays under 5 s even when both run
+#: out their limit
+CHECK_TIMEOUT_S = 3.5
+EXTRACT_TIMEOUT_S = 1.5
 
 _WORKER_FILE = str(Path(__file__).with_name("_worker.py"))
 # Drop "" / "." from sys.path so a file in the current directory cannot shadow a module the
@@ -171,10 +178,11 @@ class Sandbox:
         self._buf = bytearray(rest)
         return line
 
-    def check(self, pred: str, gold: str, timeout_s: float = 5.0) -> Verdict:
+    def check(self, pred: str, gold: str, timeout_s: float = CHECK_TIMEOUT_S) -> Verdict:
         return self.check_many([(pred, gold)], timeout_s)[0]
 
-    def check_many(self, pairs: list[tuple[str, str]], timeout_s: float = 5.0) -> list[Verdict]:
+    def check_many(self, pairs: list[tuple[str, str]],
+                   timeout_s: float = CHECK_TIMEOUT_S) -> list[Verdict]:
         """math-verify ``verify(parse(gold), parse(pred))`` for each ``(pred, gold)`` pair.
 
         Each check gets at most ``timeout_s`` seconds of wall clock, counted from when the worker
@@ -191,7 +199,8 @@ class Sandbox:
                 out.append(Verdict(bool(msg["equal"]), "math-verify", seconds))
         return out
 
-    def extract_many(self, texts: list[str], timeout_s: float = 5.0) -> list[str | None]:
+    def extract_many(self, texts: list[str],
+                     timeout_s: float = EXTRACT_TIMEOUT_S) -> list[str | None]:
         """math-verify's own answer extraction from each text (None: nothing, error or timeout).
 
         The texts should already be capped (``grading.extract`` sends only a response's tail).
@@ -345,15 +354,17 @@ class SandboxPool:
             raise errors[0]
         return [x for part in out for x in (part or [])]
 
-    def check(self, pred: str, gold: str, timeout_s: float = 5.0) -> Verdict:
+    def check(self, pred: str, gold: str, timeout_s: float = CHECK_TIMEOUT_S) -> Verdict:
         return self.check_many([(pred, gold)], timeout_s)[0]
 
-    def check_many(self, pairs: list[tuple[str, str]], timeout_s: float = 5.0) -> list[Verdict]:
+    def check_many(self, pairs: list[tuple[str, str]],
+                   timeout_s: float = CHECK_TIMEOUT_S) -> list[Verdict]:
         if not timeout_s > 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
         return self._parallel(pairs, lambda w, part: w.check_many(part, timeout_s))
 
-    def extract_many(self, texts: list[str], timeout_s: float = 5.0) -> list[str | None]:
+    def extract_many(self, texts: list[str],
+                     timeout_s: float = EXTRACT_TIMEOUT_S) -> list[str | None]:
         return self._parallel(texts, lambda w, part: w.extract_many(part, timeout_s))
 
     def close(self) -> None:

@@ -29,7 +29,6 @@ from ttscale.analysis.bins import N_BINS, oracle_bins
 from ttscale.optimal.data import SweepData, baseline_label
 from ttscale.optimal.difficulty import PROBE_K, STATISTIC, fit_thresholds
 from ttscale.optimal.frontier import Frontier, curve_dicts
-from ttscale.optimal.policy_table import SCHEMA_VERSION, PolicyTable, validate_table
 from ttscale.optimal.selection import (
     Binner,
     CrossValidation,
@@ -39,6 +38,7 @@ from ttscale.optimal.selection import (
     policy_to_dict,
     select_policy,
 )
+from ttscale.strategies.policy_table import SCHEMA_VERSION, PolicyTable, validate_table
 
 #: file name of the analysis in the sweep folder (read by ``ttscale report``)
 OPTIMAL_NAME = "optimal.json"

@@ -103,7 +103,7 @@ def optimal_cmd(
 
     from ttscale.optimal.analysis import OPTIMAL_NAME, analyze, build_table, write_json
     from ttscale.optimal.data import load_sweep
-    from ttscale.optimal.policy_table import save_table
+    from ttscale.strategies.policy_table import save_table
 
     data = load_sweep(sweep)
     result = analyze(data, k=probe_k, reuse=reuse_probe, baseline=baseline,

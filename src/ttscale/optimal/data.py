@@ -28,7 +28,6 @@ from ttscale.analysis.curves import curve, pass1, pool_samples, scale_pool_cost
 from ttscale.analysis.plan import STRATEGIES as SWEEP_STRATEGIES
 from ttscale.analysis.sweep import _grader, read_summary
 from ttscale.optimal.difficulty import (
-    REUSABLE,
     charged_generations,
     final_score,
     reused_samples,
@@ -52,10 +51,6 @@ class Arm:
     options: Mapping[str, Any] = field(default_factory=dict)
     source: str = "run"  # "pool" or "run"
     needs_prm: bool = True
-
-    @property
-    def reusable(self) -> bool:
-        return self.strategy in REUSABLE
 
 
 @dataclass

@@ -43,8 +43,8 @@ def pretraining_flops(n_params: float, tokens: float) -> float:
 
 
 def inference_flops(n_params: float, tokens: float) -> float:
-    """``2 N D``: one forward pass per processed token."""
-    return 2.0 * n_params * tokens
+    """``2 N D``: one forward pass per processed token (``Cost.flops``)."""
+    return Cost.flops(n_params, tokens)
 
 
 def token_multiplier(m: float, r: float) -> float:
@@ -148,11 +148,13 @@ def sample_large(data: Any, large: str | None, *, generator: Any = None, progres
     from ttscale.analysis.progress import SweepProgress
     from ttscale.analysis.sweep import Parts, execute
     from ttscale.config import RunConfig
-    from ttscale.runner import build_task, resolve_policy, select_problems
+    from ttscale.session import build_task, resolve_policy, select_problems
     from ttscale.store.sqlite import Store
+    from ttscale.strategies.registry import own_options
 
     base = dict(data.summary["config"])
     base.update(strategy="majority", budget=1, temperature=0.0, out=str(data.out),
+                options=own_options("majority", base.get("options") or {}),
                 policy=large if large is not None else "testbed:policy-large")
     if device is not None:
         base["device"] = device

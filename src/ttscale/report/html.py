@@ -207,7 +207,7 @@ def tree_section(out: Path, summary: Mapping[str, Any], *, strategy: str | None 
         return (f"<p class='note'>The store has no traced result of {html.escape(name)} at "
                 f"N={b} (run key {html.escape(key)}).</p>")
     row = _pick_question(rows, summary, question)
-    from ttscale.runner import grade_answer
+    from ttscale.session import grade_answer
 
     cache: dict[str, bool] = {}
 

@@ -66,6 +66,11 @@ def serve_cmd(
         "(vLLM or ttscale serve-prm), or 'none' (default: testbed prm).")] = None,
     prm_kind: Annotated[str, typer.Option(
         "--prm-kind", help="token-classification or qwen-prm.")] = "token-classification",
+    revision: Annotated[str | None, typer.Option(
+        "--revision", help="Revision model of the revisions/combined strategies: a served model "
+        "name on the --upstream servers, or an in-process folder ('testbed:revision' names the "
+        "shipped one, the default for the testbed format with the in-process testbed policy; "
+        "otherwise the policy revises its own attempts).")] = None,
     fmt: Annotated[str, typer.Option(
         "--format", help="Prompt/answer format: testbed, math, qwen-math.")] = "testbed",
     prompt_template: Annotated[str | None, typer.Option(
@@ -113,7 +118,9 @@ def serve_cmd(
                       max_request_bytes=max_request_bytes, max_concurrent=max_concurrent)
     generator = build_policy(upstream, upstream_model, upstream_key, policy, device)
     scorer = build_prm(prm, prm_kind, task.step_delimiter, device)
-    app = create_proxy_app(generator, scorer, task, cfg)
+    reviser = build_reviser(revision, upstream, upstream_model, upstream_key, policy, fmt,
+                            device)
+    app = create_proxy_app(generator, scorer, task, cfg, reviser=reviser)
     _uvicorn(app, host, port, f"ttscale serve: model {served_model!r}, default strategy "
              f"{app.state.default_strategy} N={budget}")
 
@@ -129,10 +136,36 @@ def build_policy(upstream: list[str] | None, model: str | None, key: str | None,
         return OpenAIGenerator(upstream, model, api_key=key)
     from ttscale.engines.hf import HFGenerator
     from ttscale.serve.proxy import Serialized
-    from ttscale.testbed.paths import resolve_model
+    from ttscale.shipped import resolve_model
 
     return Serialized(HFGenerator.from_pretrained(resolve_model(policy, "policy-small"),
                                                   device=device))
+
+
+def build_reviser(revision: str | None, upstream: list[str] | None, model: str | None,
+                  key: str | None, policy: str | None, fmt: str, device: str) -> Any:
+    """The proxy's revision model, as ``ttscale run`` chooses it: the one given, else the
+    shipped testbed one when serving the testbed format with the in-process testbed policy,
+    else None (the policy revises its own attempts). Loaded on first use."""
+    if revision is None:
+        if upstream or policy is not None or fmt != "testbed":
+            return None
+        revision = "testbed:revision"
+    if upstream:
+        from ttscale.engines.openai import OpenAIGenerator
+
+        return OpenAIGenerator(upstream, revision, api_key=key)
+    from ttscale.serve.proxy import Serialized
+    from ttscale.shipped import resolve_model
+
+    path = resolve_model(revision, "revision")
+
+    def load() -> Any:
+        from ttscale.engines.hf import HFGenerator
+
+        return HFGenerator.from_pretrained(path, device=device)
+
+    return Serialized(None, loader=load)
 
 
 def build_prm(spec: str | None, kind: str, step_delimiter: str, device: str) -> Any:
@@ -144,7 +177,7 @@ def build_prm(spec: str | None, kind: str, step_delimiter: str, device: str) -> 
 
         return HTTPPRM.for_kind(spec, kind, step_delimiter)
     from ttscale.serve.proxy import Serialized
-    from ttscale.testbed.paths import resolve_model
+    from ttscale.shipped import resolve_model
     from ttscale.verifiers import load_verifier
 
     kwargs: dict[str, Any] = {"device": device}
@@ -173,7 +206,7 @@ def serve_prm_cmd(
 ) -> None:
     """Serve a transformers PRM under vLLM's pooling API (POST /pooling)."""
     from ttscale.serve.prm_server import PRMServerConfig, create_prm_app
-    from ttscale.testbed.paths import resolve_model
+    from ttscale.shipped import resolve_model
     from ttscale.verifiers import load_verifier
 
     if kind not in ("token-classification", "qwen-prm"):
@@ -212,7 +245,7 @@ def serve_policy_cmd(
 
     from ttscale.engines.hf import HFGenerator
     from ttscale.serve.policy_server import PolicyServerConfig, create_policy_app
-    from ttscale.testbed.paths import resolve_model
+    from ttscale.shipped import resolve_model
 
     if emulate not in ("vllm", "llamacpp"):
         raise ValueError(f"--emulate must be vllm or llamacpp, got {emulate!r}")

@@ -85,25 +85,49 @@ class ProxyConfig(BaseModel):
     max_concurrent: int = Field(8, ge=1)
     max_options: int = Field(16, ge=0)
 
+    def search_settings(self, seed: int, temperature: float | None = None,
+                        top_p: float | None = None, max_tokens: int | None = None) -> Any:
+        """The frozen search settings of one request (its own seed, temperature, top-p and
+        max_tokens within this server's limits)."""
+        from ttscale.strategies.base import SearchSettings
+
+        max_tokens = max_tokens or self.default_max_tokens
+        return SearchSettings(seed=seed,
+                              temperature=self.temperature if temperature is None else temperature,
+                              top_p=self.top_p if top_p is None else top_p,
+                              max_step_tokens=min(self.max_step_tokens, max_tokens),
+                              max_solution_tokens=max_tokens, max_rounds=self.max_rounds)
+
 
 class Serialized:
     """One call at a time into an in-process model (transformers models are not thread safe)."""
 
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
+    def __init__(self, inner: Any, loader: Any = None) -> None:
+        """``inner``, or ``loader()`` called on first use (a model only some strategies use)."""
+        self._inner, self._loader = inner, loader
         self._lock = threading.Lock()
+
+    @property
+    def inner(self) -> Any:
+        if self._inner is None:
+            with self._lock:
+                if self._inner is None:
+                    self._inner = self._loader()
+        return self._inner
 
     @property
     def num_parameters(self) -> int:
         return int(self.inner.num_parameters)
 
     def generate(self, prompts: list[str], params: Any) -> Any:
+        inner = self.inner
         with self._lock:
-            return self.inner.generate(prompts, params)
+            return inner.generate(prompts, params)
 
     def score(self, prompts: Any, solutions: Any) -> Any:
+        inner = self.inner
         with self._lock:
-            return self.inner.score(prompts, solutions)
+            return inner.score(prompts, solutions)
 
 
 # ---- request bodies ------------------------------------------------------------------------
@@ -250,14 +274,15 @@ def _question(body: ChatBody | CompletionBody) -> str:
 
 
 def create_proxy_app(generator: Any, scorer: Any, task: ProxyTask,
-                     config: ProxyConfig | None = None) -> FastAPI:
-    """The proxy over a thread-safe ``generator`` (policy) and ``scorer`` (PRM, may be None)."""
+                     config: ProxyConfig | None = None, reviser: Any = None) -> FastAPI:
+    """The proxy over a thread-safe ``generator`` (policy), ``scorer`` (PRM, may be None) and
+    ``reviser`` (the revision model of ``revisions``/``combined``; None: the policy revises)."""
     cfg = config or ProxyConfig()
     known = _registered()
     default_strategy, default_options = cfg.default_strategy, dict(cfg.options)
     if cfg.policy_table:
         if COMPUTE_OPTIMAL in known:
-            from ttscale.optimal.policy_table import load_table
+            from ttscale.strategies.policy_table import load_table
 
             load_table(cfg.policy_table)  # a bad table fails now, not on the first request
             default_strategy = COMPUTE_OPTIMAL
@@ -318,10 +343,8 @@ def create_proxy_app(generator: Any, scorer: Any, task: ProxyTask,
                                question)
         seed = body.seed if body.seed is not None else (
             cfg.seed if cfg.seed is not None else int.from_bytes(uuid.uuid4().bytes[:4], "big"))
-        run = _Run(generator, scorer, task, strategy, budget, options, seed,
-                   cfg.temperature if body.temperature is None else body.temperature,
-                   cfg.top_p if body.top_p is None else body.top_p,
-                   min(cfg.max_step_tokens, max_tokens), max_tokens, cfg.max_rounds)
+        run = _Run(generator, scorer, reviser, task, strategy, budget, options,
+                   cfg.search_settings(seed, body.temperature, body.top_p, max_tokens))
         stats["in_flight"] += 1
         try:
             result = await anyio.to_thread.run_sync(run.solve, problem, limiter=limiter)
@@ -374,32 +397,28 @@ class _Run:
 
     generator: Any
     scorer: Any
+    reviser: Any
     task: ProxyTask
     strategy: str
     budget: int
     options: dict[str, Any]
-    seed: int
-    temperature: float
-    top_p: float
-    max_step_tokens: int
-    max_tokens: int
-    max_rounds: int
+    settings: Any  # SearchSettings
 
     def solve(self, problem: Any) -> Any:
+        from ttscale.errors import ProblemError
         from ttscale.net.pool import ClientError, ServerError
-        from ttscale.strategies.base import SearchContext
+        from ttscale.session import search_context
         from ttscale.strategies.registry import get_spec
 
         fn = get_spec(self.strategy)
-        ctx = SearchContext(task=self.task, generator=self.generator, scorer=self.scorer,
-                            seed=self.seed, temperature=self.temperature, top_p=self.top_p,
-                            max_step_tokens=self.max_step_tokens,
-                            max_solution_tokens=self.max_tokens, max_rounds=self.max_rounds,
-                            options=dict(self.options))
         try:
+            ctx = search_context(fn, self.task, self.settings, self.generator,
+                                 scorer=self.scorer, reviser=self.reviser, options=self.options)
             return fn(problem, self.budget, ctx)
         except ClientError as e:  # the upstream refused what we sent (e.g. prompt too long)
             raise ApiError(400, f"the policy engine refused the request: {e.detail}") from None
+        except ProblemError as e:  # about this request only (e.g. a prompt that cannot fit)
+            raise ApiError(400, f"this request failed: {e}") from None
         except ServerError as e:
             log.error("upstream failure: %s", e)
             raise ApiError(502, "the upstream engine failed after retries; try again later",

@@ -20,14 +20,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ttscale.tasks import math_format
+from ttscale.tasks.math_format import QWEN_MATH_TEMPLATE
 from ttscale.types import Problem
 
-__all__ = ["FORMATS", "ProxyTask"]
-
-QWEN_MATH_TEMPLATE = (
-    "<|im_start|>system\nPlease reason step by step, and put your final answer within "
-    "\\boxed{}.<|im_end|>\n<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n"
-)
+__all__ = ["FORMATS", "QWEN_MATH_TEMPLATE", "ProxyTask"]
 FORMATS = ("testbed", "math", "qwen-math")
 
 
@@ -48,12 +45,11 @@ class ProxyTask:
             self.template = prompt_template or "{question}\n"
             self.step_delimiter = "\n"
         else:
-            from ttscale.tasks.jsonl import DEFAULT_PROMPT_TEMPLATE
-
             self._base = None
-            default = DEFAULT_PROMPT_TEMPLATE if fmt == "math" else QWEN_MATH_TEMPLATE
+            default = (math_format.DEFAULT_PROMPT_TEMPLATE if fmt == "math"
+                       else QWEN_MATH_TEMPLATE)
             self.template = prompt_template or default
-            self.step_delimiter = "\n\n"
+            self.step_delimiter = math_format.STEP_DELIMITER
 
     def problem(self, pid: str, question: str) -> Problem:
         """The problem for one request; its gold answer is unknown (empty)."""
@@ -69,14 +65,12 @@ class ProxyTask:
     def is_final_step(self, step: str) -> bool:
         if self._base is not None:
             return bool(self._base.is_final_step(step))
-        return "\\boxed" in step or "\\fbox" in step
+        return math_format.is_final_step(step)
 
     def extract_answer(self, solution: str) -> str | None:
         if self._base is not None:
             return self._base.extract_answer(solution)
-        from ttscale.grading import extract_response
-
-        return extract_response(solution)
+        return math_format.extract_answer(solution)
 
     def __getattr__(self, name: str) -> Any:
         # e.g. revision_prompt for the revision strategies, where the base task has one

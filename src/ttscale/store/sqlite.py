@@ -200,6 +200,21 @@ class Store:
         rows = self._conn.execute("SELECT problem_id FROM results WHERE run_key = ?", (run_key,))
         return {r[0] for r in rows}
 
+    def forget(self, run_key: str, problem_ids: Iterable[str]) -> int:
+        """Delete these problems' results and samples (so a rerun solves them again, e.g. the
+        failed ones with ``--retry-failed``); returns how many results were deleted."""
+        ids = list(problem_ids)
+        if not ids:
+            return 0
+        with self._conn:
+            n = 0
+            for pid in ids:
+                n += self._conn.execute("DELETE FROM results WHERE run_key = ? AND problem_id = ?",
+                                        (run_key, pid)).rowcount
+                self._conn.execute("DELETE FROM samples WHERE run_key = ? AND problem_id = ?",
+                                   (run_key, pid))
+        return n
+
     def add_result(self, run_key: str, problem: Problem, result: Result, *,
                    grade_reason: str | None = None, idx: int | None = None) -> bool:
         """Store one problem's result and its samples in one transaction.

@@ -130,6 +130,22 @@ def _options_message(spec: StrategySpec, e: ValidationError) -> str:
     return f"{spec.name}: option {key}={err.get('input')!r}: {msg}{more}"
 
 
+@dataclass(frozen=True)
+class SearchSettings:
+    """How a search samples, decided once per run (or per proxy request): the seed every engine
+    call derives its own from, the sampling temperature and top-p, the token limits of a step
+    and of a full solution, and the most rounds a step-wise search takes. ``RunConfig`` and the
+    proxy's config both produce one (``search_settings()``); ``SearchContext.from_settings``
+    holds it."""
+
+    seed: int = 0
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_step_tokens: int = 64
+    max_solution_tokens: int = 256
+    max_rounds: int = 40
+
+
 @dataclass
 class SearchContext:
     """Everything a strategy may use. ``options`` holds the strategy's parsed options (a
@@ -154,6 +170,23 @@ class SearchContext:
     #: the revision model (Snell et al. 2024, section 6), used through ``revise``; None means
     #: the policy ``generator`` revises its own attempts
     reviser: Generator | None = None
+
+    @classmethod
+    def from_settings(cls, task: Task, generator: Generator, settings: SearchSettings, *,
+                      scorer: StepScorer | None = None, reviser: Generator | None = None,
+                      options: Any = None) -> SearchContext:
+        """The context of one run: its models, its settings and its parsed options."""
+        return cls(task=task, generator=generator, scorer=scorer, seed=settings.seed,
+                   temperature=settings.temperature, top_p=settings.top_p,
+                   max_step_tokens=settings.max_step_tokens,
+                   max_solution_tokens=settings.max_solution_tokens,
+                   max_rounds=settings.max_rounds,
+                   options={} if options is None else options, reviser=reviser)
+
+    @property
+    def settings(self) -> SearchSettings:
+        return SearchSettings(self.seed, self.temperature, self.top_p, self.max_step_tokens,
+                              self.max_solution_tokens, self.max_rounds)
 
     def fresh(self) -> SearchContext:
         """A copy with zeroed meters, for one problem."""
@@ -192,8 +225,8 @@ class SearchContext:
         self.cost.generated_tokens += gen_tokens
         self.cost.prompt_tokens += prompt_tokens
         self.cost.prompt_tokens_cached += cached
-        self.cost.policy_flops += 2.0 * generator.num_parameters * (
-            prompt_tokens - cached + gen_tokens)
+        self.cost.policy_flops += Cost.flops(generator.num_parameters,
+                                             prompt_tokens - cached + gen_tokens)
         if count_generations:
             self.cost.generations += sum(len(c) for c in out)
         return out
@@ -210,7 +243,8 @@ class SearchContext:
         self.scorer_s += time.perf_counter() - t0
         self.cost.prm_tokens += res.tokens
         self.cost.prm_tokens_cached += res.tokens_cached
-        self.cost.prm_flops += 2.0 * self.scorer.num_parameters * (res.tokens - res.tokens_cached)
+        self.cost.prm_flops += Cost.flops(self.scorer.num_parameters,
+                                          res.tokens - res.tokens_cached)
         return res.scores
 
 

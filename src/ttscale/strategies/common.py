@@ -35,6 +35,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, Field
 
 from ttscale.engines.base import SamplingParams
+from ttscale.strategies import voting
 from ttscale.strategies.base import OptInt, SearchContext, StrategyOptions
 from ttscale.tasks.base import Task
 from ttscale.types import Candidate, Completion, Cost, Problem, Result
@@ -395,43 +396,25 @@ def score_new_nodes(ctx: SearchContext, problem: Problem, nodes: Sequence[Node])
 
 
 def majority_vote(candidates: Sequence[Candidate]) -> tuple[str | None, dict[str, int]]:
-    """Most frequent answer; a tie goes to the answer that reached that count first."""
-    counts: dict[str, int] = {}
-    best, best_count = None, 0
-    for c in candidates:
-        if c.answer is None:
-            continue
-        counts[c.answer] = counts.get(c.answer, 0) + 1
-        if counts[c.answer] > best_count:
-            best, best_count = c.answer, counts[c.answer]
-    return best, counts
+    """Most frequent answer; a tie goes to the answer that reached that count first
+    (``voting.majority``)."""
+    return voting.majority(c.answer for c in candidates)
 
 
 def weighted_vote(candidates: Sequence[Candidate],
                   how: str = "last") -> tuple[str | None, dict[str, float]]:
-    """Answer with the largest sum of aggregated scores; a tie goes to the first answer seen."""
-    totals: dict[str, float] = {}
-    for c in candidates:
-        if c.answer is not None:
-            totals[c.answer] = totals.get(c.answer, 0.0) + aggregate(c.scores, how)
-    if not totals:
-        return None, totals
-    return max(totals, key=totals.__getitem__), totals
+    """Answer with the largest sum of aggregated scores; a tie goes to the first answer seen
+    (``voting.weighted``)."""
+    return voting.weighted((c.answer, aggregate(c.scores, how)) for c in candidates
+                           if c.answer is not None)
 
 
 def best_candidate(candidates: Sequence[Candidate], how: str = "last") -> int | None:
-    """Index of the best-scored candidate that states an answer (first wins ties), or None.
-
-    A solution without an answer can never be graded right, so it is never selected.
-    """
-    best, best_score = None, float("-inf")
-    for i, c in enumerate(candidates):
-        if c.answer is None:
-            continue
-        s = aggregate(c.scores, how)
-        if s > best_score:
-            best, best_score = i, s
-    return best
+    """Index of the best-scored candidate that states an answer (first wins ties), or None
+    (``voting.best``). A solution without an answer can never be graded right, so it is never
+    selected."""
+    return voting.best((c.answer, aggregate(c.scores, how) if c.answer is not None else 0.0)
+                       for c in candidates)
 
 
 def pool_answer(finished: Sequence[Candidate], unfinished: Sequence[Candidate],

@@ -2,7 +2,7 @@
 then run the strategy a policy table chose for that difficulty and budget.
 
 Options (``ComputeOptimalOptions``): ``policy_table`` (required): a policy table built by
-``ttscale optimal`` (``optimal.policy_table``); ``probe_k`` (default: the table's
+``ttscale optimal`` (``strategies.policy_table``); ``probe_k`` (default: the table's
 ``probe.k``): probe size; ``reuse_probe``
 (default: the table's ``probe.reuse``); ``probe_within_budget`` (default false, see step 2). The
 chosen strategy runs with exactly the table's options for its entry (the other options of this
@@ -10,7 +10,7 @@ run are not passed on).
 
 With budget N, per question:
 
-1. **difficulty probe** (``optimal.difficulty.run_probe``): ``k`` full solutions, scored by the
+1. **difficulty probe** (``difficulty_probe.run_probe``): ``k`` full solutions, scored by the
    PRM; their mean final-step score is binned with the table's cut points. Its FLOPs are charged
    to ``Cost.difficulty_flops``, its tokens to the token counters, its ``k`` samples to
    ``generations``;
@@ -45,10 +45,10 @@ from typing import Any
 from pydantic import Field, StrictBool
 
 from ttscale.engines.base import SamplingParams
-from ttscale.optimal.difficulty import Probe, reused_samples, run_probe
-from ttscale.optimal.policy_table import PolicyTable, load_table
 from ttscale.strategies.base import OptInt, SearchContext, StrategyOptions
 from ttscale.strategies.common import checked_options, derive_seed, require_scorer
+from ttscale.strategies.difficulty_probe import Probe, reused_samples, run_probe
+from ttscale.strategies.policy_table import PolicyTable, load_table
 from ttscale.types import Completion, Cost, Problem, Result
 from ttscale.verifiers.base import StepScores
 
@@ -169,8 +169,8 @@ def _reused_cost(comps: Sequence[Completion], num_parameters: int) -> Cost:
         c.prompt_tokens += x.prompt_tokens
         c.prompt_tokens_cached += x.prompt_tokens_cached
         c.generated_tokens += x.generated_tokens
-    c.policy_flops = 2.0 * num_parameters * (c.prompt_tokens - c.prompt_tokens_cached
-                                             + c.generated_tokens)
+    c.policy_flops = Cost.flops(num_parameters, c.prompt_tokens - c.prompt_tokens_cached
+                                + c.generated_tokens)
     return c
 
 
@@ -198,11 +198,8 @@ def compute_optimal(problem: Problem, budget: int, ctx: SearchContext) -> Result
         gen = _ReuseGenerator(ctx.generator, probe, problem.prompt,
                               derive_seed(ctx, problem, "compute-optimal", "rest"))
         scorer = _ReuseScorer(ctx.scorer, probe, problem.prompt)
-    sub = SearchContext(task=ctx.task, generator=gen, scorer=scorer, seed=ctx.seed,
-                        temperature=ctx.temperature, top_p=ctx.top_p,
-                        max_step_tokens=ctx.max_step_tokens,
-                        max_solution_tokens=ctx.max_solution_tokens, max_rounds=ctx.max_rounds,
-                        options=dict(entry.options), reviser=ctx.reviser)
+    sub = SearchContext.from_settings(ctx.task, gen, ctx.settings, scorer=scorer,
+                                      reviser=ctx.reviser, options=dict(entry.options))
     result = strategy(problem, b, sub)
 
     reused = gen.reused if reusing else []
@@ -212,13 +209,10 @@ def compute_optimal(problem: Problem, budget: int, ctx: SearchContext) -> Result
                            f"way the probe reuse expects ({len(reused)} reused, expected "
                            f"{expected})")
     cost = Cost().add(probe.cost).add(result.cost)
-    minus = _reused_cost(reused, ctx.generator.num_parameters)
-    for f in dataclasses.fields(Cost):
-        if f.name != "wall_s":
-            setattr(cost, f.name, getattr(cost, f.name) - getattr(minus, f.name))
+    cost.subtract(_reused_cost(reused, ctx.generator.num_parameters))  # not spent twice
     cost.wall_s = time.perf_counter() - t0
     # ctx meters stay in step with the returned cost (the runner reads result.cost)
-    ctx.cost = Cost.from_dict(cost.to_dict())
+    ctx.cost = cost.copy()
     ctx.engine_s += probe_ctx.engine_s + sub.engine_s
     ctx.scorer_s += probe_ctx.scorer_s + sub.scorer_s
 

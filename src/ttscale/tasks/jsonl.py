@@ -19,19 +19,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ttscale.grading import extract_response
 from ttscale.grading.extract import boxed_answer
+from ttscale.tasks import math_format
+from ttscale.tasks.math_format import DEFAULT_PROMPT_TEMPLATE
 from ttscale.types import Problem
 
 __all__ = ["DEFAULT_PROMPT_TEMPLATE", "JsonlTask"]
-
-#: ``{question}`` is replaced by the problem text (plain replacement, so LaTeX braces are safe).
-#: The prompt ends with the step delimiter, like the testbed prompt ends with its "\n".
-DEFAULT_PROMPT_TEMPLATE = (
-    "Solve the following math problem step by step. Write each step as one paragraph and "
-    "separate the steps with a blank line. Put the final answer in \\boxed{} in the last step."
-    "\n\nProblem: {question}\n\nSolution:\n\n"
-)
 
 _LEVEL = re.compile(r"\s*(?:level\s*)?([1-5])\s*", re.IGNORECASE)
 _KNOWN = {"problem", "question", "answer", "solution", "level", "subject", "unique_id", "id"}
@@ -40,7 +33,7 @@ _KNOWN = {"problem", "question", "answer", "solution", "level", "subject", "uniq
 class JsonlTask:
     """Problems from a MATH-500-style or GSM8K-style JSONL file."""
 
-    step_delimiter = "\n\n"
+    step_delimiter = math_format.STEP_DELIMITER
 
     def __init__(self, path: str | Path, prompt_template: str | None = None,
                  limit: int | None = None) -> None:
@@ -114,16 +107,13 @@ class JsonlTask:
         return list(self._problems)
 
     def solution_text(self, steps: list[str]) -> str:
-        # Every step is followed by the delimiter, so prompt + solution_text(steps) is a
-        # well-formed prefix from which the next step can be generated.
-        return "".join(s + self.step_delimiter for s in steps)
+        return math_format.solution_text(steps)
 
     def is_final_step(self, step: str) -> bool:
-        return "\\boxed" in step or "\\fbox" in step
+        return math_format.is_final_step(step)
 
     def extract_answer(self, solution: str) -> str | None:
-        # the same function `ttscale grade` uses for a "response" field
-        return extract_response(solution)
+        return math_format.extract_answer(solution)
 
 
 def _text_field(rec: dict[str, Any], keys: tuple[str, ...]) -> str | None:

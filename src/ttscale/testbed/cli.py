@@ -27,8 +27,8 @@ def train_cmd(
     = "small,large,labels,prm,revision,ship",
 ) -> None:
     """Rebuild policy-small, policy-large, prm and revision from seeds (resumable)."""
+    from ttscale.shipped import models_dir
     from ttscale.testbed.build import STAGES, BuildConfig, build
-    from ttscale.testbed.paths import models_dir
 
     chosen = tuple(s.strip() for s in stages.split(",") if s.strip())
     unknown = [s for s in chosen if s not in STAGES]
@@ -52,8 +52,8 @@ def eval_cmd(
     = False,
 ) -> None:
     """PRM quality and accuracy by budget and difficulty on held-out testbed questions."""
+    from ttscale.shipped import models_dir
     from ttscale.testbed.evaluate import evaluate_testbed
-    from ttscale.testbed.paths import models_dir
     from ttscale.testbed.tables import render_report
 
     report = evaluate_testbed(models_dir(), questions, pool, seed=seed, prm=prm,
@@ -79,8 +79,8 @@ def ablation_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """PRM variants (soft / hard MC labels, exact labels, plain head) on one held-out pool."""
+    from ttscale.shipped import models_dir
     from ttscale.testbed.ablation import render_ablation, run_ablation
-    from ttscale.testbed.paths import models_dir
 
     report = run_ablation(work, models_dir(), questions, pool, seed, log=_log)
     if out is not None:

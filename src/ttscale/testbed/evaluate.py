@@ -95,17 +95,19 @@ def pool_table(samples: list[ScoredSample], budgets: list[int], bins: dict[str, 
 def beam_table(task: TestbedTask, generator: Generator, scorer: StepScorer, budgets: list[int],
                bins: dict[str, int], seed: int, log: Log | None = None) -> dict:
     """Real beam-search runs (M=4 and M=sqrt(N)) per budget, accuracy by bin."""
-    from ttscale.strategies import SearchContext, get_strategy
+    from ttscale.session import search_context
+    from ttscale.strategies.base import SearchSettings
+    from ttscale.strategies.registry import get_spec
 
-    beam = get_strategy("beam")
+    beam = get_spec("beam")
+    settings = SearchSettings(seed=seed, max_solution_tokens=SOLUTION_TOKENS)
     table: dict = {}
     for n in budgets:
         widths = {4} | ({math.isqrt(n)} if math.isqrt(n) ** 2 == n else set())
         for m in sorted(w for w in widths if 1 < w <= n and n % w == 0):
             name = "beam-m4" if m == 4 else "beam-msqrt"
-            ctx = SearchContext(task, generator, scorer, seed=seed,
-                                options={"beam_width": m},
-                                max_solution_tokens=SOLUTION_TOKENS)
+            ctx = search_context(beam, task, settings, generator, scorer=scorer,
+                                 options=beam.parse({"beam_width": m}))
             per_bin: dict[str, list[float]] = defaultdict(list)
             for p in task.problems():
                 res = beam(p, n, ctx.fresh())

@@ -11,7 +11,7 @@ from typing import Any
 from ttscale.verifiers.base import AGGREGATIONS, StepScorer, StepScores, aggregate
 
 #: ``kind`` names accepted by :func:`load_verifier`
-VERIFIER_KINDS = ("token-classification", "qwen-prm", "orm")
+VERIFIER_KINDS = ("token-classification", "qwen-prm", "orm", "math-shepherd", "value-head")
 
 __all__ = ["AGGREGATIONS", "VERIFIER_KINDS", "StepScorer", "StepScores", "aggregate",
            "load_verifier"]
@@ -21,8 +21,12 @@ def load_verifier(path: str | Path, kind: str = "token-classification", **kwargs
     """Load a local reward model as a ``StepScorer``.
 
     ``kind``: ``token-classification`` (testbed-style PRM, see ``TokenClassificationPRM``),
-    ``qwen-prm`` (Qwen2.5-Math-PRM convention, ``QwenPRM``) or ``orm`` (sequence classifier,
-    ``OutcomeRM``). ``kwargs`` go to the class's ``from_pretrained`` (``device``, ``dtype``,
+    ``qwen-prm`` (Qwen2.5-Math-PRM convention, ``QwenPRM``), ``orm`` (sequence classifier,
+    ``OutcomeRM``), ``math-shepherd`` (causal LM, +/- token probabilities at a step tag,
+    ``MathShepherdPRM``) or ``value-head`` (Skywork-o1-Open-PRM style value head,
+    ``ValueHeadPRM``). A checkpoint lacking the weights its kind needs is refused (one line
+    naming them) instead of scoring with a freshly initialised head. ``kwargs`` go to the
+    class's ``from_pretrained`` (``device``, ``dtype``,
     ``step_delimiter``, ``max_batch``, ...). An ``http(s)://`` URL instead of a folder gives the
     pooling-API client for that kind (``ttscale.verifiers.http_prm.HTTPPRM.for_kind``).
     """
@@ -44,6 +48,14 @@ def load_verifier(path: str | Path, kind: str = "token-classification", **kwargs
         from ttscale.verifiers.hf_prm import QwenPRM
 
         return QwenPRM.from_pretrained(path, **kwargs)
+    if kind == "math-shepherd":
+        from ttscale.verifiers.causal_prm import MathShepherdPRM
+
+        return MathShepherdPRM.from_pretrained(path, **kwargs)
+    if kind == "value-head":
+        from ttscale.verifiers.causal_prm import ValueHeadPRM
+
+        return ValueHeadPRM.from_pretrained(path, **kwargs)
     from ttscale.verifiers.orm import OutcomeRM
 
     return OutcomeRM.from_pretrained(path, **kwargs)

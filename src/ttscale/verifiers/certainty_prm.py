@@ -23,6 +23,8 @@ after ``import ttscale.verifiers.certainty_prm``, which ``ttscale.verifiers.hf_p
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from transformers import (
@@ -92,12 +94,14 @@ class CertaintyPRM(LlamaPreTrainedModel):
         return TokenClassifierOutput(logits=logits)
 
     @classmethod
-    def from_pretrained(cls, *args, **kwargs) -> CertaintyPRM:
+    def from_pretrained(cls, *args, **kwargs) -> Any:
         """Load a saved PRM; the body stays frozen unless its config says ``train_body`` (loading
         re-creates the parameters, which would otherwise all be trainable again)."""
-        model = super().from_pretrained(*args, **kwargs)
+        loaded = super().from_pretrained(*args, **kwargs)
+        # with output_loading_info=True (how ttscale checks for missing heads) it is a pair
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
         model.set_body_trainable(model.config.train_body)
-        return model
+        return loaded
 
     @classmethod
     def from_language_model(cls, lm_path: str, prompt_end_token_id: int,

@@ -26,16 +26,22 @@ import ttscale.verifiers.certainty_prm  # noqa: F401  (registers the certainty P
 from ttscale.hf_loading import (
     check_model_dir,
     count_parameters,
-    load_kwargs,
     load_tokenizer,
     read_config,
 )
 from ttscale.verifiers.base import StepScores
+from ttscale.verifiers.checkpoint import load_checked
+from ttscale.verifiers.prm_input import (
+    QWEN_STEP_TAG,
+    QWEN_SYSTEM,
+    question_of_prompt,
+    qwen_messages,
+)
 
-__all__ = ["QwenPRM", "TokenClassificationPRM", "label_probs", "step_end_positions"]
+__all__ = ["QWEN_STEP_TOKEN", "QWEN_SYSTEM", "QwenPRM", "TokenClassificationPRM", "label_probs",
+           "step_end_positions"]
 
-QWEN_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
-QWEN_STEP_TOKEN = "<extra_0>"
+QWEN_STEP_TOKEN = QWEN_STEP_TAG
 
 
 def label_probs(logits: torch.Tensor) -> torch.Tensor:
@@ -104,6 +110,13 @@ class _BatchedScorer:
         out = self.model(input_ids=input_ids, attention_mask=mask, use_cache=False)
         return out.logits if hasattr(out, "logits") else out[0]
 
+    def _scores_at(self, ids: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor,
+                   cols: torch.Tensor) -> torch.Tensor:
+        """Scores in [0, 1] at (row, column) token positions of one padded micro-batch; the
+        families differ only here (classifier head, +/- token probabilities, value head)."""
+        logits = self._forward_logits(ids, mask)
+        return label_probs(logits[rows.to(logits.device), cols.to(logits.device)])
+
     def _score_positions(self, seqs: list[list[int]],
                          positions: list[list[int]]) -> list[list[float]]:
         """Probability at each listed token position of each sequence."""
@@ -119,11 +132,10 @@ class _BatchedScorer:
                 for r, i in enumerate(chunk):
                     ids[r, :lengths[i]] = torch.tensor(seqs[i])
                     mask[r, :lengths[i]] = 1
-                logits = self._forward_logits(ids.to(self.device), mask.to(self.device))
                 rows = torch.tensor([r for r, i in enumerate(chunk) for _ in positions[i]])
                 cols = torch.tensor([p for i in chunk for p in positions[i]])
-                probs = label_probs(logits[rows.to(logits.device), cols.to(logits.device)])
-                flat = probs.cpu().tolist()
+                probs = self._scores_at(ids.to(self.device), mask.to(self.device), rows, cols)
+                flat = probs.float().cpu().tolist()
                 k = 0
                 for i in chunk:
                     result[i] = flat[k:k + len(positions[i])]
@@ -162,11 +174,8 @@ class TokenClassificationPRM(_BatchedScorer):
             meta = read_config(p).get("ttscale") or {}
             step_delimiter = meta.get("step_delimiter", "\n") if isinstance(meta, dict) else "\n"
         tokenizer = load_tokenizer(p)
-        try:
-            model = AutoModelForTokenClassification.from_pretrained(
-                str(p), **load_kwargs(dtype, device))
-        except (OSError, ValueError, KeyError) as e:
-            raise ValueError(f"cannot load a token-classification PRM from {str(p)!r}: {e}") from e
+        model = load_checked(AutoModelForTokenClassification, p, "token-classification PRM",
+                             dtype, device)
         return cls(model.to(device), tokenizer, step_delimiter, **kwargs)
 
     def encode(self, prompt: str, steps: Sequence[str]) -> tuple[list[int], list[int]]:
@@ -209,7 +218,8 @@ class QwenPRM(_BatchedScorer):
     """A ``StepScorer`` with the Qwen2.5-Math-PRM input convention (2-way head, p(label 1)).
 
     ``question_of`` maps the problem prompt given to ``score`` to the question shown as the user
-    turn (default: the prompt itself).
+    turn (default: :func:`~ttscale.verifiers.prm_input.question_of_prompt`, the user turn of a
+    chat-formatted policy prompt, else the prompt itself; the HTTP client does the same).
     """
 
     def __init__(self, model: Any, tokenizer: Any, *,
@@ -225,7 +235,7 @@ class QwenPRM(_BatchedScorer):
         self.step_id: int = step_id
         self.step_token = step_token
         self.system_prompt = system_prompt
-        self.question_of = question_of or (lambda prompt: prompt)
+        self.question_of = question_of or question_of_prompt
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str = "cpu",
@@ -243,25 +253,18 @@ class QwenPRM(_BatchedScorer):
             raise ValueError(f"{p} needs its own model code (config auto_map); "
                              "trust_remote_code=False forbids running it")
         tokenizer = load_tokenizer(p)
-        try:
-            if remote:
-                model = AutoModel.from_pretrained(str(p), trust_remote_code=True,
-                                                  **load_kwargs(dtype, device))
-            else:
-                model = AutoModelForTokenClassification.from_pretrained(
-                    str(p), **load_kwargs(dtype, device))
-        except (OSError, ValueError, KeyError) as e:
-            raise ValueError(f"cannot load a Qwen-style PRM from {str(p)!r}: {e}") from e
+        if remote:
+            model = load_checked(AutoModel, p, "Qwen-style PRM", dtype, device,
+                                 trust_remote_code=True)
+        else:
+            model = load_checked(AutoModelForTokenClassification, p, "Qwen-style PRM", dtype,
+                                 device)
         return cls(model.to(device), tokenizer, **kwargs)
 
     def render(self, prompt: str, steps: Sequence[str]) -> str:
         """The chat text the PRM reads for one solution."""
-        messages = [
-            {"role": "system", "content": self.system_prompt},
-            {"role": "user", "content": self.question_of(prompt)},
-            {"role": "assistant",
-             "content": self.step_token.join(steps) + self.step_token},
-        ]
+        messages = qwen_messages(self.system_prompt, self.question_of(prompt), steps,
+                                 self.step_token)
         return self.tokenizer.apply_chat_template(messages, tokenize=False,
                                                   add_generation_prompt=False)
 

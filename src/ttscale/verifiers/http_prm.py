@@ -19,9 +19,15 @@ Input formats (``input_format``):
 * ``text``: ``prompt + step_1 + tag + step_2 + tag ...``, in batches. With the task's step
   delimiter as the tag this is exactly what a token-classification PRM trained by ttscale reads
   (``ttscale serve-prm`` serves those).
+* ``math-shepherd``: ``question + " " + step_1 + " ки" + "\n" + step_2 + " ки" ...``, the text
+  ``MathShepherdPRM`` scores in-process; vLLM serves such a causal-LM PRM as a STEP pooler that
+  returns the softmax over the +/- tokens (``--override-pooler-config '{"pooling_type": "STEP",
+  "step_tag_id": 12902, "returned_token_ids": [648, 387]}'`` for math-shepherd-mistral-7b-prm),
+  so ``label_index`` is 0 (the ``+`` column).
 
-For chat formats the user turn is the question: when the policy prompt is itself a ChatML
-conversation (a prompt template for an instruction-tuned policy), its user turn is taken.
+For chat formats the user turn is the question: when the policy prompt is itself a chat
+(a prompt template for an instruction-tuned policy), its user turn is taken
+(``ttscale.verifiers.prm_input.question_of_prompt``, shared with the in-process ``QwenPRM``).
 """
 
 from __future__ import annotations
@@ -34,30 +40,22 @@ from typing import Any, Literal
 from ttscale.net.discovery import discover_model, guess_parameters
 from ttscale.net.pool import ReplicaPool, ServerError
 from ttscale.verifiers.base import StepScores
+from ttscale.verifiers.prm_input import (
+    QWEN_STEP_TAG,
+    QWEN_SYSTEM,
+    question_of_prompt,
+    qwen_messages,
+    render_chatml,
+    shepherd_text,
+)
 
 __all__ = ["QWEN_STEP_TAG", "QWEN_SYSTEM", "HTTPPRM", "chatml_user_turn", "render_chatml"]
 
-QWEN_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
-QWEN_STEP_TAG = "<extra_0>"
-InputFormat = Literal["chat", "chatml", "text"]
-_FORMATS = ("chat", "chatml", "text")
+InputFormat = Literal["chat", "chatml", "text", "math-shepherd"]
+_FORMATS = ("chat", "chatml", "text", "math-shepherd")
 
-
-def chatml_user_turn(prompt: str) -> str:
-    """The last user turn of a ChatML prompt, or the prompt itself when it is not one."""
-    head = "<|im_start|>user\n"
-    i = prompt.rfind(head)
-    if i < 0:
-        return prompt
-    rest = prompt[i + len(head):]
-    return rest.split("<|im_end|>", 1)[0]
-
-
-def render_chatml(system: str, question: str, steps: Sequence[str], tag: str) -> str:
-    """Qwen2.5's chat template applied to (system, user, assistant), no generation prompt."""
-    answer = tag.join(steps) + tag
-    return (f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{question}<|im_end|>\n"
-            f"<|im_start|>assistant\n{answer}<|im_end|>\n")
+#: the old name of :func:`ttscale.verifiers.prm_input.question_of_prompt`
+chatml_user_turn = question_of_prompt
 
 
 class HTTPPRM:
@@ -92,7 +90,7 @@ class HTTPPRM:
         self.input_format: InputFormat = input_format
         self.step_tag = step_tag
         self.system_prompt = system_prompt
-        self.question_of = question_of or chatml_user_turn
+        self.question_of = question_of or question_of_prompt
         self.label_index = label_index
         self.pooling_task = pooling_task
         self.batch_size = batch_size
@@ -103,17 +101,23 @@ class HTTPPRM:
     @classmethod
     def for_kind(cls, base_url: str | Sequence[str], kind: str = "qwen-prm",
                  step_delimiter: str | None = None, **kwargs: Any) -> HTTPPRM:
-        """The client matching a local verifier kind: ``qwen-prm`` (chat format, ``<extra_0>``)
-        or ``token-classification`` (text format, the task's step delimiter as the tag)."""
+        """The client matching a local verifier kind: ``qwen-prm`` (chat format, ``<extra_0>``),
+        ``math-shepherd`` (its own text, ``ки``, the ``+`` column) or ``token-classification``
+        (text format, the task's step delimiter as the tag)."""
         kwargs.pop("device", None)  # a remote model has no local device
         kwargs.pop("dtype", None)
         if kind == "qwen-prm":
             return cls(base_url, input_format=kwargs.pop("input_format", "chat"), **kwargs)
+        if kind == "math-shepherd":
+            kwargs.pop("step_delimiter", None)  # the tag is the model's, not the task's
+            kwargs.setdefault("step_tag", "ки")
+            kwargs.setdefault("label_index", 0)
+            return cls(base_url, input_format="math-shepherd", **kwargs)
         if kind == "token-classification":
             return cls(base_url, input_format="text", step_tag=step_delimiter or "\n",
                        **kwargs)
-        raise ValueError(f"verifier kind {kind!r} cannot be served over HTTP; use qwen-prm or "
-                         "token-classification")
+        raise ValueError(f"verifier kind {kind!r} cannot be served over HTTP; use qwen-prm, "
+                         "math-shepherd or token-classification")
 
     @property
     def num_parameters(self) -> int:
@@ -146,7 +150,7 @@ class HTTPPRM:
     async def _score(self, prompts: list[str], solutions: list[list[str]]) -> StepScores:
         if not self._discovered:
             self._model, self._num_parameters = await discover_model(
-                self.pool, self._model, self._num_parameters)
+                self.pool, self._model, self._num_parameters, override="prm_params")
             self._discovered = True
         todo = [i for i, s in enumerate(solutions) if s]
         scores: list[list[float]] = [[] for _ in solutions]
@@ -173,14 +177,14 @@ class HTTPPRM:
             # turn may hold tags for the rows to be counted right
             raise ValueError(f"input_format='chat': the question or system prompt contains the "
                              f"step tag {self.step_tag!r}; use input_format='text'")
-        return [{"role": "system", "content": self.system_prompt},
-                {"role": "user", "content": question},
-                {"role": "assistant", "content": self.step_tag.join(steps) + self.step_tag}]
+        return qwen_messages(self.system_prompt, question, steps, self.step_tag)
 
     def _text(self, prompt: str, steps: list[str]) -> str:
         if self.input_format == "chatml":
             return render_chatml(self.system_prompt, self.question_of(prompt), steps,
                                  self.step_tag)
+        if self.input_format == "math-shepherd":
+            return shepherd_text(self.question_of(prompt), steps, self.step_tag)[0]
         return prompt + "".join(s + self.step_tag for s in steps)
 
     def _expected_rows(self, payload_item: Any) -> int:

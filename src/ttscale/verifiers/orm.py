@@ -14,8 +14,9 @@ from typing import Any
 
 import torch
 
-from ttscale.hf_loading import check_model_dir, count_parameters, load_kwargs, load_tokenizer
+from ttscale.hf_loading import check_model_dir, count_parameters, load_tokenizer
 from ttscale.verifiers.base import StepScores
+from ttscale.verifiers.checkpoint import load_checked
 from ttscale.verifiers.hf_prm import _check_inputs, label_probs
 
 __all__ = ["OutcomeRM"]
@@ -50,12 +51,8 @@ class OutcomeRM:
 
         p = check_model_dir(path, "ORM")
         tokenizer = load_tokenizer(p)
-        try:
-            model = AutoModelForSequenceClassification.from_pretrained(
-                str(p), **load_kwargs(dtype, device))
-        except (OSError, ValueError, KeyError) as e:
-            raise ValueError(f"cannot load a sequence-classification ORM from {str(p)!r}: {e}") \
-                from e
+        model = load_checked(AutoModelForSequenceClassification, p,
+                             "sequence-classification ORM", dtype, device)
         return cls(model.to(device), tokenizer, step_delimiter, **kwargs)
 
     def _encode(self, prompts: Sequence[str],

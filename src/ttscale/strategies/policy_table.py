@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ttscale.optimal.difficulty import STATISTIC, bin_of, charged_generations
+from ttscale.strategies.difficulty_probe import STATISTIC, bin_of, charged_generations
 
 SCHEMA_VERSION = 1
 KIND = "ttscale-policy-table"
@@ -73,6 +73,15 @@ class PolicyEntry(BaseModel):
             raise ValueError(f"unknown strategy {v!r}; choose one of "
                              f"{', '.join(sorted(STRATEGIES))}") from None
         return v
+
+    @model_validator(mode="after")
+    def _options_of_the_strategy(self) -> PolicyEntry:
+        """The entry's options must parse as its strategy's (a hand-edited typo fails at load,
+        not on the first question of that bin)."""
+        from ttscale.strategies.registry import parse_options
+
+        parse_options(self.strategy, self.options)
+        return self
 
 
 class BinSpec(BaseModel):

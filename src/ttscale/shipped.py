@@ -1,7 +1,9 @@
 """Where the shipped testbed models live, so every command defaults to them by name.
 
 The weights ship inside the package (``src/ttscale/testbed/models/<name>/``) so ttscale runs fully
-offline with no download step; ``ttscale testbed train`` rebuilds them in place.
+offline with no download step; ``ttscale testbed train`` rebuilds them in place. This module sits
+at the bottom of the package (it imports nothing of ttscale), so the session can resolve model
+names without depending on the testbed's build and evaluation code.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ class TestbedModelMissing(FileNotFoundError):
 
 def models_dir() -> Path:
     """The folder that holds the shipped testbed models."""
-    return Path(__file__).resolve().parent / "models"
+    return Path(__file__).resolve().parent / "testbed" / "models"
 
 
 def model_path(name: str, must_exist: bool = True) -> Path:
