@@ -10,6 +10,7 @@ Token counts are characters (the testbed tokenizer is character level).
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +55,11 @@ class FakeGenerator:
     accuracy: float | Callable[[int], float] = 0.9
     greedy_accuracy: float | Callable[[int], float] | None = None
     num_parameters: int = 1000
+    #: with ``params.logprobs=k``: the top token's probability where the fake writes a right
+    #: result (``sure``) or a wrong one (``unsure``, the two result digits of a wrong step); the
+    #: rest of the top-k share the remaining mass equally (see ``_top_logprobs``)
+    sure: float = 0.95
+    unsure: float = 0.5
     calls: list[tuple[list[str], SamplingParams]] = field(default_factory=list)
     #: generated tokens of each call, in call order
     call_tokens: list[int] = field(default_factory=list)
@@ -68,10 +74,15 @@ class FakeGenerator:
     def _p(acc: float | Callable[[int], float], n_ops: int) -> float:
         return acc(n_ops) if callable(acc) else float(acc)
 
-    def _stream(self, q: Question, steps: list[str], rng: random.Random, p: float) -> str:
-        """The rest of the solution this sample would write, then EOS."""
+    def _stream(self, q: Question, steps: list[str], rng: random.Random, p: float,
+                flags: list[bool] | None = None) -> str:
+        """The rest of the solution this sample would write, then EOS. ``flags``, if given,
+        receives one bool per character: is the fake sure of it (False on the result digits
+        of a wrong step)."""
         out, k = [], len(steps)
         if steps and steps[-1].startswith("A:"):
+            if flags is not None:
+                flags.append(True)
             return EOS
         if not steps:
             value = q.start
@@ -86,10 +97,25 @@ class FakeGenerator:
             else:
                 new = rng.randrange(99)
                 new += new >= right
-            out.append(f"{LABELS[k]}:{value:02d}{op}{x}={new:02d}\n")
+            line = f"{LABELS[k]}:{value:02d}{op}{x}={new:02d}\n"
+            out.append(line)
+            if flags is not None:
+                flags.extend([True] * (len(line) - 3) + [new == right] * 2 + [True])
             value, k = new, k + 1
         out.append(f"A:{value:02d}\n")
+        if flags is not None:
+            flags.extend([True] * (len(out[-1]) + 1))
         return "".join(out) + EOS
+
+    def _top_logprobs(self, flags: list[bool], k: int) -> tuple[list[float], list[list[float]]]:
+        """Chosen-token and top-k log-probabilities of each generated character."""
+        chosen, tops = [], []
+        for sure in flags:
+            p1 = self.sure if sure else self.unsure
+            rest = [math.log((1 - p1) / (k - 1))] * (k - 1) if k > 1 else []
+            chosen.append(math.log(p1))
+            tops.append([math.log(p1), *rest])
+        return chosen, tops
 
     @staticmethod
     def _cut(stream: str, params: SamplingParams) -> tuple[str, str, int]:
@@ -124,8 +150,13 @@ class FakeGenerator:
                     rng = random.Random(self._unseeded.random())
                 else:
                     rng = random.Random(f"{params.seed}|{prompt}|{j}")
-                text, reason, gen = self._cut(self._stream(q, steps, rng, p), params)
-                comps.append(Completion(text, reason, len(prompt), gen))
+                flags: list[bool] = []
+                text, reason, gen = self._cut(self._stream(q, steps, rng, p, flags), params)
+                comp = Completion(text, reason, len(prompt), gen)
+                if params.logprobs is not None:
+                    comp.token_logprobs, comp.top_logprobs = self._top_logprobs(flags[:gen],
+                                                                                params.logprobs)
+                comps.append(comp)
                 self.prompt_tokens += len(prompt)
                 self.generated_tokens += gen
                 self.completions += 1

@@ -19,7 +19,8 @@ from ttscale.strategies import (
 )
 
 BUILTIN = ["majority", "best-of-n", "weighted-best-of-n", "beam", "lookahead", "dvts",
-           "revisions", "combined", "compute-optimal"]
+           "revisions", "combined", "particle-filtering", "confidence-vote", "deepconf-online",
+           "adaptive", "adaptive-prm", "compute-optimal"]
 
 
 def test_every_builtin_is_listed_explicitly_with_a_typed_options_model():

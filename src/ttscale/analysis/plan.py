@@ -11,8 +11,10 @@ Two kinds of strategy:
   reference) are read off one pool of ``N_max`` samples per problem, for every budget at once;
 * **run** strategies (beam-m4, beam-msqrt, dvts, lookahead and the paper's lookahead grid
   lookahead-k{1,3}-m{4,sqrt} (alias ``lookahead-grid``), the revision ratios revisions-par,
-  revisions-l4, revisions-sqrt, revisions-seq, and combined) search per budget, each (strategy,
-  budget) a stored run that resumes like ``ttscale run``.
+  revisions-l4, revisions-sqrt, revisions-seq, combined, particle-filtering, confidence-vote,
+  and the adaptive ones: deepconf-online, adaptive, adaptive-prm) search per budget, each
+  (strategy, budget) a stored run that resumes like ``ttscale run``. For the adaptive ones N is
+  a cap: their points sit at their mean realised cost (``adaptive_cost``).
 
 A run strategy fixes how its budget is split, and so which budgets it has a point at: ``width``
 is a beam width M (N a multiple of M), ``chain`` a revision chain length L (N/L chains of L
@@ -55,6 +57,9 @@ class SweepStrategy:
     chain: int | str | None = None
     budget_check: BudgetCheck | None = None
     extra_options: Mapping[str, Any] = field(default_factory=dict)
+    #: N is the most it may spend: it stops per question, so curves place its points at the
+    #: mean realised cost (generations, FLOPs), not at N
+    adaptive_cost: bool = False
 
     @property
     def needs_verifier(self) -> bool:
@@ -161,6 +166,11 @@ def combined_skip_reason(budget: int, options: Mapping[str, Any]) -> str | None:
     return None
 
 
+def any_budget(budget: int, options: Mapping[str, Any]) -> str | None:
+    """Strategies that run at every N >= 1 (particle filtering, confidence, adaptive)."""
+    return None
+
+
 ORACLE = SweepStrategy("oracle", "majority", pool_method="pass")
 
 #: every strategy name ``--strategies`` accepts, in display order
@@ -185,6 +195,12 @@ STRATEGIES: dict[str, SweepStrategy] = {s.name: s for s in (
     SweepStrategy("revisions-sqrt", "revisions", chain="sqrt"),
     SweepStrategy("revisions-seq", "revisions", chain="n"),
     SweepStrategy("combined", "combined", budget_check=combined_skip_reason),
+    SweepStrategy("particle-filtering", "particle-filtering", budget_check=any_budget),
+    SweepStrategy("confidence-vote", "confidence-vote", budget_check=any_budget),
+    SweepStrategy("deepconf-online", "deepconf-online", budget_check=any_budget,
+                  adaptive_cost=True),
+    SweepStrategy("adaptive", "adaptive", budget_check=any_budget, adaptive_cost=True),
+    SweepStrategy("adaptive-prm", "adaptive-prm", budget_check=any_budget, adaptive_cost=True),
 )}
 
 #: names that stand for several curves

@@ -16,7 +16,9 @@ How the work is shared (why a sweep is much cheaper than one ``ttscale run`` per
 
 The summary (``sweep.json`` in ``--out``) holds, per strategy and budget, the accuracy overall
 and per difficulty bin (oracle bins of pass@1 from the pool; the task's own difficulty where it
-has one) and the mean cost per problem (every Cost key).
+has one) and the mean cost per problem (every Cost key). Adaptive strategies (budget N is their
+cap) also carry ``adaptive_cost: true`` and their mean realised generations and FLOPs per bin
+(``generations_by_bin``, ``flops_by_bin``): plots place them at that cost.
 """
 
 from __future__ import annotations
@@ -162,6 +164,16 @@ def _entry(per_question: Mapping[str, float], costs: Sequence[Cost],
     }
 
 
+def realised_cost_by_bin(rows: Sequence[Any], groups: Mapping[str, Mapping[str, int | str | None]]
+                         ) -> dict[str, Any]:
+    """Mean realised generations and total FLOPs per question, per bin of every family (where
+    an adaptive strategy's points sit in the per-bin panels)."""
+    gens = {r.problem_id: float(r.cost.generations) for r in rows}
+    flops = {r.problem_id: float(r.cost.total_flops) for r in rows}
+    return {"generations_by_bin": {f: group_mean(gens, g) for f, g in groups.items()},
+            "flops_by_bin": {f: group_mean(flops, g) for f, g in groups.items()}}
+
+
 def sweep(base: RunConfig, plan: SweepPlan, *, progress: bool = True,
           parts: Parts | None = None) -> dict[str, Any]:
     """Run (or resume) the sweep and write ``<out>/sweep.json``; returns the summary."""
@@ -255,9 +267,13 @@ def summarize(base: RunConfig, plan: SweepPlan, problems: Sequence[Problem], tas
     for s, n, st in stages:
         rows = run_rows[(s.name, n)]
         acc = {r.problem_id: float(bool(r.correct)) for r in rows}
+        extra: dict[str, Any] = {}
+        if s.adaptive_cost:  # N is a cap: curves place the point at the realised cost
+            extra = {"adaptive_cost": True, **realised_cost_by_bin(rows, groups)}
         results.setdefault(s.name, {})[str(n)] = _entry(
             acc, [r.cost for r in rows], groups, source="run", run_key=st.run_key,
-            options=dict(st.config.options), resumed=st.resumed, computed=st.computed)
+            options=dict(st.config.options), resumed=st.resumed, computed=st.computed,
+            **extra)
 
     bins: dict[str, Any] = {"oracle": bin_ranges(p1, obins)}
     if has_difficulty:

@@ -20,6 +20,7 @@ from typing import Any
 
 from ttscale.analysis.sweep import read_summary
 from ttscale.report import plots
+from ttscale.report.beyond import beyond_section
 from ttscale.report.tree import TREE_CSS, render_tree
 
 REPORT_NAME = "report.html"
@@ -64,7 +65,7 @@ def detail_table(summary: Mapping[str, Any]) -> str:
     bin_cols = [(f, lb) for f in families for lb in summary["bins"][f]]
     head = ["strategy", "N", "source", "accuracy"]
     head += [f"{'oracle' if f == 'oracle' else 'diff'} {lb}" for f, lb in bin_cols]
-    head += ["gen. tokens", "PRM tokens", "FLOPs", "wall s"]
+    head += ["generations", "gen. tokens", "PRM tokens", "FLOPs", "wall s"]
     rows = []
     for name in summary["strategies"]:
         for b in summary["budgets"]:
@@ -75,7 +76,8 @@ def detail_table(summary: Mapping[str, Any]) -> str:
             cells = [html.escape(name), str(b), html.escape(e.get("source", "")),
                      f"<b>{e['accuracy']:.3f}</b>"]
             cells += [_fmt(e["accuracy_by_bin"].get(f, {}).get(lb)) for f, lb in bin_cols]
-            cells += [_fmt(float(c.get("generated_tokens", 0)), 1),
+            cells += [_fmt(float(c.get("generations", 0)), 1),
+                      _fmt(float(c.get("generated_tokens", 0)), 1),
                       _fmt(float(c.get("prm_tokens", 0)), 1),
                       _fmt(float(c.get("total_flops", 0))), _fmt(float(c.get("wall_s", 0)))]
             rows.append("<tr>" + "".join(f"<td>{x}</td>" for x in cells) + "</tr>")
@@ -385,7 +387,7 @@ def build_report(out: str | Path, *, strategy: str | None = None, budget: int | 
         _img(oracle, "accuracy per oracle bin") if oracle else "",
         bins_table(summary),
         _img(diff, "accuracy per task difficulty") if diff else "",
-        optimal, flops_matched,
+        optimal, flops_matched, beyond_section(summary),
         "<h2 id='numbers'>All numbers</h2>",
         "<p class='note'>Pool strategies are read off one pool of N_max samples per question "
         "(mean over disjoint subsets; oracle = unbiased pass@N); their cost is the expected cost "

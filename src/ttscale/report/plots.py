@@ -55,13 +55,14 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def _series(summary: Mapping[str, Any], name: str, value: Any
-            ) -> tuple[list[float], list[float]]:
+def _series(summary: Mapping[str, Any], name: str, value: Any,
+            bin_key: tuple[str, str] | None = None) -> tuple[list[float], list[float]]:
     """(generations, values) of one strategy, budgets where it has a point only.
 
     A point sits at its mean generations per question, not at its budget N: lookahead search
     with N beams costs N x (k + 1) generations (the paper's accounting), an adaptive strategy
-    its realised mean; for every other strategy the two are equal."""
+    (N is only its cap) its realised mean, overall or in the bin ``bin_key`` = (family, label);
+    for every other strategy the two are equal."""
     xs, ys = [], []
     for b in summary["budgets"]:
         e = summary["results"].get(name, {}).get(str(b))
@@ -71,7 +72,12 @@ def _series(summary: Mapping[str, Any], name: str, value: Any
         if v is None or (isinstance(v, float) and math.isnan(v)):
             continue
         gens = e.get("cost", {}).get("generations")
-        xs.append(float(gens) if gens else float(b))
+        x: Any = float(gens) if gens else float(b)
+        if e.get("adaptive_cost") and bin_key:
+            x = e.get("generations_by_bin", {}).get(bin_key[0], {}).get(bin_key[1])
+            if not x:
+                continue
+        xs.append(float(x))
         ys.append(float(v))
     return xs, ys
 
@@ -115,7 +121,8 @@ def accuracy_vs_budget(summary: Mapping[str, Any]) -> bytes:
         if xs:
             ax.plot(_dodge(xs, name, names), ys, **_style(name, names))
     _budget_axis(ax, summary["budgets"])
-    ax.set_xlabel("generations per question (log2; lookahead at N x (k+1))")
+    ax.set_xlabel("generations per question (log2; lookahead at N x (k+1), adaptive methods at "
+                  "their mean realised generations)")
     ax.set_ylabel("accuracy")
     ax.set_title(f"{summary['task']}: accuracy vs budget ({summary['n_problems']} questions)")
     ax.legend(fontsize=8, loc="best")
@@ -138,7 +145,8 @@ def accuracy_by_bin(summary: Mapping[str, Any], family: str, title: str) -> byte
         ax = axes[i // cols][i % cols]
         for name in names:
             xs, ys = _series(summary, name,
-                             lambda e, lb=label: e["accuracy_by_bin"].get(family, {}).get(lb))
+                             lambda e, lb=label: e["accuracy_by_bin"].get(family, {}).get(lb),
+                             (family, label))
             if xs:
                 ax.plot(_dodge(xs, name, names), ys, **_style(name, names))
         _budget_axis(ax, summary["budgets"])

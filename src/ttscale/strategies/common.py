@@ -37,6 +37,7 @@ from pydantic import AfterValidator, Field
 from ttscale.engines.base import SamplingParams
 from ttscale.strategies import voting
 from ttscale.strategies.base import OptInt, SearchContext, StrategyOptions
+from ttscale.tasks.base import Task
 from ttscale.types import Candidate, Completion, Cost, Problem, Result
 from ttscale.verifiers.base import AGGREGATIONS, aggregate
 
@@ -269,21 +270,22 @@ def sample_solutions(ctx: SearchContext, problem: Problem, n: int, seed: int) ->
                             max_tokens=ctx.max_solution_tokens, seed=seed)
     out = ctx.sample([problem.prompt], params)
     _check_counts(out, 1, n)
-    task = ctx.task
-    cands = []
-    for comp in out[0]:
-        steps = split_steps(comp.text, task.step_delimiter)
-        finished = (comp.finish_reason in ("eos", "length", "context")
-                    or (bool(steps) and task.is_final_step(steps[-1])))
-        cands.append(Candidate(steps, [], finished, task.extract_answer(comp.text),
-                               {"finish_reason": comp.finish_reason,
-                                "generated_tokens": comp.generated_tokens}))
-    return cands
+    return [solution_candidate(ctx.task, comp) for comp in out[0]]
+
+
+def solution_candidate(task: Task, comp: Completion) -> Candidate:
+    """The Candidate a sampled full solution makes (steps, finished, answer; no scores)."""
+    steps = split_steps(comp.text, task.step_delimiter)
+    finished = (comp.finish_reason in ("eos", "length", "context")
+                or (bool(steps) and task.is_final_step(steps[-1])))
+    return Candidate(steps, [], finished, task.extract_answer(comp.text),
+                     {"finish_reason": comp.finish_reason,
+                      "generated_tokens": comp.generated_tokens})
 
 
 def sample_steps(ctx: SearchContext, problem: Problem, prefixes: Sequence[Sequence[str]],
-                 width: int, seed: int, *, temperature: float | None = None
-                 ) -> list[list[Completion]]:
+                 width: int, seed: int, *, temperature: float | None = None,
+                 logprobs: int | None = None) -> list[list[Completion]]:
     """``width`` next steps for every prefix, in ONE engine call (not counted as generations).
 
     Identical prefixes are sent once. When sampling, such a prompt is asked for
@@ -304,7 +306,7 @@ def sample_steps(ctx: SearchContext, problem: Problem, prefixes: Sequence[Sequen
     n = width if greedy else width * max(mult.values())
     params = SamplingParams(n=n, temperature=temp, top_p=ctx.top_p,
                             max_tokens=ctx.max_step_tokens, stop=(ctx.task.step_delimiter,),
-                            seed=seed)
+                            seed=seed, logprobs=logprobs)
     out = ctx.sample(unique, params, count_generations=False)
     _check_counts(out, len(unique), n)
     pools = dict(zip(unique, out, strict=True))
@@ -315,6 +317,46 @@ def sample_steps(ctx: SearchContext, problem: Problem, prefixes: Sequence[Sequen
         dealt.append(pools[p][i: i + width])
         if not greedy:
             used[p] = i + width
+    return dealt
+
+
+def sample_next_steps(ctx: SearchContext, problem: Problem, prefixes: Sequence[Sequence[str]],
+                      seed: int, *, logprobs: int | None = None) -> list[Completion]:
+    """One next step for every prefix, with no surplus samples (not counted as generations).
+
+    For populations whose copies of one prefix vary in number (resampled particles, DeepConf
+    traces): :func:`sample_steps` asks every prompt for the largest multiplicity, which would
+    waste samples here. Prompts are grouped by multiplicity instead, one engine call per
+    distinct multiplicity (``n`` = that multiplicity, seeds derived from ``seed`` and it), and
+    the samples dealt out without overlap. At temperature 0 each distinct prompt is sampled
+    once and every copy gets that step.
+    """
+    if not prefixes:
+        return []
+    prompts = [continuation_prompt(ctx, problem, p) for p in prefixes]
+    mult: dict[str, int] = {}
+    for p in prompts:
+        mult[p] = mult.get(p, 0) + 1
+    greedy = ctx.temperature == 0
+    groups: dict[int, list[str]] = {}
+    for p, m in mult.items():
+        groups.setdefault(1 if greedy else m, []).append(p)
+    pools: dict[str, list[Completion]] = {}
+    for m, group in sorted(groups.items()):
+        params = SamplingParams(n=m, temperature=ctx.temperature, top_p=ctx.top_p,
+                                max_tokens=ctx.max_step_tokens,
+                                stop=(ctx.task.step_delimiter,),
+                                seed=zlib.crc32(repr((seed, m)).encode()) & 0x7FFFFFFF,
+                                logprobs=logprobs)
+        out = ctx.sample(group, params, count_generations=False)
+        _check_counts(out, len(group), m)
+        pools.update(zip(group, out, strict=True))
+    used = dict.fromkeys(mult, 0)
+    dealt = []
+    for p in prompts:
+        dealt.append(pools[p][used[p]])
+        if not greedy:
+            used[p] += 1
     return dealt
 
 

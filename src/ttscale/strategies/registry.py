@@ -17,13 +17,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from ttscale.strategies import (
+    adaptive,
     beam,
     best_of_n,
     combined,
     compute_optimal,
+    confidence_vote,
+    deepconf_online,
     dvts,
     lookahead,
     majority,
+    particle_filtering,
     revisions,
 )
 from ttscale.strategies.base import StrategyOptions, StrategySpec
@@ -51,6 +55,25 @@ BUILTINS: tuple[StrategySpec, ...] = (
                  description="N/L chains of L sequential revisions by the revision model"),
     StrategySpec("combined", combined.combined, combined.CombinedOptions, uses_reviser=True,
                  description="PRM beam search, then revision chains seeded by its best answers"),
+    StrategySpec("particle-filtering", particle_filtering.particle_filtering,
+                 particle_filtering.ParticleFilteringOptions,
+                 description="N particles resampled every step by PRM weights (Puri et al. "
+                 "2025)"),
+    StrategySpec("confidence-vote", confidence_vote.confidence_vote_strategy,
+                 confidence_vote.ConfidenceVoteOptions, needs_verifier=False,
+                 description="N samples, least confident filtered, confidence-weighted vote "
+                 "from the policy's token log-probs (DeepConf offline; no PRM)"),
+    StrategySpec("deepconf-online", deepconf_online.deepconf_online,
+                 deepconf_online.DeepConfOnlineOptions, needs_verifier=False,
+                 description="warm-up traces set a confidence threshold, later traces stop "
+                 "when below it (DeepConf online; N is a cap)"),
+    StrategySpec("adaptive", adaptive.adaptive, adaptive.AdaptiveOptions,
+                 needs_verifier=False,
+                 description="samples in rounds until the count/confidence vote is decided "
+                 "(Beta or ESC rule; N is a cap)"),
+    StrategySpec("adaptive-prm", adaptive.adaptive_prm, adaptive.AdaptivePrmOptions,
+                 description="samples in rounds, PRM-scored, until the best score passes a "
+                 "threshold (or Beta/ESC on PRM votes; N is a cap)"),
     StrategySpec("compute-optimal", compute_optimal.compute_optimal,
                  compute_optimal.ComputeOptimalOptions, uses_reviser=True,
                  file_options=("policy_table",),
