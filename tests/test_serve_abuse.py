@@ -130,21 +130,17 @@ def test_the_guard_bounds_what_any_strategy_spends():
 
 
 def test_a_request_past_the_compute_allowance_is_stopped_with_a_400(upstream):
-    pol, prm = upstream
+    pol, _ = upstream
     gen = OpenAIGenerator(pol.url + "/v1")
-    scorer = HTTPPRM.for_kind(prm.url, "token-classification", "\n")
-    # lookahead spends (k+1) samples per beam and round: k=8 needs far more than 1x the budget
-    app = create_proxy_app(gen, scorer, ProxyTask("testbed"),
-                           config(compute_factor=1, max_rounds=3))
+    app = create_proxy_app(gen, None, ProxyTask("testbed"), config(max_request_samples=3))
     with ServerThread(app) as server:
         before = httpx.get(pol.url + "/health").json()["completions"]
-        r = post(server.url, chat(model="ttscale@lookahead:2",
-                                  ttscale={"options": {"lookahead": 8, "beam_width": 2}}))
+        r = post(server.url, chat(model="ttscale@majority:4"))
+        ok = post(server.url, chat(model="ttscale@majority:3"))
         spent = httpx.get(pol.url + "/health").json()["completions"] - before
     assert r.status_code == 400 and r.json()["error"]["code"] == "compute_limit_exceeded"
-    assert spent <= 1 * 2 * 3  # compute_factor x budget x max_rounds samples at most
+    assert ok.status_code == 200 and spent == 3  # the refused request spent nothing
     gen.close()
-    scorer.close()
 
 
 # ---- 2. load shedding and cancellation -------------------------------------------------------
@@ -175,7 +171,7 @@ def test_a_burst_past_slots_and_queue_gets_429_with_retry_after():
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_client_that_disconnects_cancels_its_search(stream):
-    slow = Slow(Serialized(hf_policy()), 0.4)
+    slow = Slow(Serialized(hf_policy()), 1.5)
     # beam search over 2-token steps: one engine call per round, up to 32 rounds
     app = create_proxy_app(slow, Serialized(token_prm()), ProxyTask("testbed"),
                            config(max_rounds=40, max_step_tokens=2, max_tokens_cap=64))
@@ -183,9 +179,9 @@ def test_a_client_that_disconnects_cancels_its_search(stream):
         body = chat(model="ttscale@beam:2", stream=stream, max_tokens=64,
                     ttscale={"options": {"beam_width": 1}})
         with pytest.raises(httpx.ReadTimeout):
-            post(server.url, body, timeout=1.0)
+            post(server.url, body, timeout=0.5)
         gone = time.monotonic()
-        time.sleep(2.0)
+        time.sleep(4.0)
         stats = httpx.get(server.url + "/health").json()
     after = [t for t in slow.calls if t > gone]
     assert len(after) <= 1, f"{len(after)} engine calls after the client went away"
