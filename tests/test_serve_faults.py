@@ -18,7 +18,8 @@ from ttscale.tasks import testbed
 from ttscale.testing.faults import FaultyRelay
 from ttscale.verifiers.http_prm import HTTPPRM
 
-TASK = testbed.TestbedTask(split="test", n=3, min_ops=2, max_ops=3)
+# six problems: enough requests (~70) that the relay's share of broken ones sits near its 20%
+TASK = testbed.TestbedTask(split="test", n=6, min_ops=2, max_ops=3)
 STRATEGIES = ["majority", "best-of-n", "weighted-best-of-n", "beam", "lookahead", "dvts"]
 FAST = {"retries": 10, "backoff_s": 0.005, "backoff_max_s": 0.02}
 TOKEN_KEYS = ("generations", "prompt_tokens", "prompt_tokens_cached", "generated_tokens",
@@ -57,8 +58,10 @@ def test_twenty_percent_faults_change_nothing_but_the_retries(servers):
         stats = [dict(bad_pol.stats), dict(bad_prm.stats)]
     for s in stats:
         assert s["requests"] > 20
-        # about one in five requests broke, of every kind
-        assert 0.1 < sum(s.get(k, 0) for k in ("reset", "503", "lost")) / s["requests"] < 0.3
+        # about one in five requests broke, of every kind: within 3 standard deviations of a
+        # binomial share of 0.2 over this many requests (the relay draws each fault at random)
+        share = sum(s.get(k, 0) for k in ("reset", "503", "lost")) / s["requests"]
+        assert abs(share - 0.2) < 3 * (0.2 * 0.8 / s["requests"]) ** 0.5, s
     assert all(stats[0].get(k, 0) > 0 for k in ("reset", "503", "lost")), stats
     samples = sum(len(r.candidates) for r in faulty.values())
     print(f"\nfault relay stats: policy {stats[0]}, PRM {stats[1]}; {len(faulty)} runs, "
