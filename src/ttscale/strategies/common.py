@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -331,24 +331,35 @@ def sample_next_steps(ctx: SearchContext, problem: Problem, prefixes: Sequence[S
     the samples dealt out without overlap. At temperature 0 each distinct prompt is sampled
     once and every copy gets that step.
     """
-    if not prefixes:
-        return []
     prompts = [continuation_prompt(ctx, problem, p) for p in prefixes]
-    mult: dict[str, int] = {}
-    for p in prompts:
-        mult[p] = mult.get(p, 0) + 1
-    greedy = ctx.temperature == 0
-    groups: dict[int, list[str]] = {}
-    for p, m in mult.items():
-        groups.setdefault(1 if greedy else m, []).append(p)
-    pools: dict[str, list[Completion]] = {}
-    for m, group in sorted(groups.items()):
+
+    def sample(group: list[str], m: int) -> list[list[Completion]]:
         params = SamplingParams(n=m, temperature=ctx.temperature, top_p=ctx.top_p,
                                 max_tokens=ctx.max_step_tokens,
                                 stop=(ctx.task.step_delimiter,),
                                 seed=zlib.crc32(repr((seed, m)).encode()) & 0x7FFFFFFF,
                                 logprobs=logprobs)
-        out = ctx.sample(group, params, count_generations=False)
+        return ctx.sample(group, params, count_generations=False)
+
+    return deal_by_multiplicity(prompts, ctx.temperature == 0, sample)
+
+
+def deal_by_multiplicity(prompts: Sequence[str], greedy: bool,
+                         sample: Callable[[list[str], int], list[list[Completion]]]
+                         ) -> list[Completion]:
+    """One completion per prompt with no surplus sample: identical prompts are asked once with
+    ``n`` = their multiplicity, prompts of equal multiplicity share one ``sample(group, n)``
+    call, and the samples are dealt out without overlap. ``greedy``: each distinct prompt is
+    sampled once and every copy gets that sample (they would be equal anyway)."""
+    mult: dict[str, int] = {}
+    for p in prompts:
+        mult[p] = mult.get(p, 0) + 1
+    groups: dict[int, list[str]] = {}
+    for p, m in mult.items():
+        groups.setdefault(1 if greedy else m, []).append(p)
+    pools: dict[str, list[Completion]] = {}
+    for m, group in sorted(groups.items()):
+        out = sample(group, m)
         _check_counts(out, len(group), m)
         pools.update(zip(group, out, strict=True))
     used = dict.fromkeys(mult, 0)

@@ -64,6 +64,7 @@ from ttscale.strategies.common import (
     AggregationOptions,
     Run,
     checked_options,
+    deal_by_multiplicity,
     derive_seed,
     majority_vote,
     require_scorer,
@@ -177,32 +178,13 @@ def sample_prompts(ctx: SearchContext, prompts: Sequence[str], params: SamplingP
     engine call, so no sample is drawn that is not used (one call with ``n`` = the largest
     multiplicity would pay for up to that many samples of every prompt). At temperature 0 copies
     share the one greedy sample (they would be equal anyway)."""
-    if not prompts:
-        return []
-    mult: dict[str, int] = {}
-    for p in prompts:
-        mult[p] = mult.get(p, 0) + 1
-    greedy = params.temperature == 0
-    groups: dict[int, list[str]] = {}
-    for p, m in mult.items():
-        groups.setdefault(1 if greedy else m, []).append(p)
-    pools: dict[str, list[Completion]] = {}
-    for n, unique in sorted(groups.items()):
-        out = ctx.revise(unique, SamplingParams(n=n, temperature=params.temperature,
-                                                top_p=params.top_p, max_tokens=params.max_tokens,
-                                                stop=params.stop, seed=params.seed),
-                         count_generations=False)
-        if len(out) != len(unique) or any(len(c) != n for c in out):
-            raise RuntimeError(f"revision model returned {[len(c) for c in out]} completions "
-                               f"for {len(unique)} prompts, expected n={n} each")
-        pools.update(zip(unique, out, strict=True))
-    used = dict.fromkeys(mult, 0)
-    dealt = []
-    for p in prompts:
-        dealt.append(pools[p][used[p]])
-        if not greedy:
-            used[p] += 1
-    return dealt
+    def sample(unique: list[str], n: int) -> list[list[Completion]]:
+        return ctx.revise(unique, SamplingParams(n=n, temperature=params.temperature,
+                                                 top_p=params.top_p, max_tokens=params.max_tokens,
+                                                 stop=params.stop, seed=params.seed),
+                          count_generations=False)
+
+    return deal_by_multiplicity(prompts, params.temperature == 0, sample)
 
 
 def run_chains(run: Run, problem: Problem, fmt: RevisionFormat, chains: Sequence[Chain],
