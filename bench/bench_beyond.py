@@ -39,45 +39,11 @@ from ttscale.types import Problem, Result
 MODELS = Path(__file__).resolve().parents[1] / "src/ttscale/testbed/models"
 
 
-class LogprobEngine:
-    """The in-process engine, with top-k log-probabilities filled from its raw logits when the
-    engine itself does not fill ``Completion.top_logprobs`` (older engines)."""
-
-    def __init__(self, hf: Any) -> None:
-        self.hf, self.num_parameters = hf, hf.num_parameters
-        self.native: bool | None = None  # does the engine fill top_logprobs itself?
-
-    def generate(self, prompts: list[str], params: Any) -> list[list[Any]]:
-        if params.logprobs is None or self.native:
-            return self.hf.generate(prompts, params)
-        if self.native is None:
-            out = self.hf.generate(prompts, params)
-            self.native = all(c.top_logprobs is not None for row in out for c in row)
-            if self.native:
-                return out
-        rows = self.hf.sample(prompts, params, return_logits=True)
-        res = []
-        for row in rows:
-            comps = []
-            for s in row:
-                c = s.completion()
-                if s.token_ids:
-                    lp = torch.log_softmax(s.logits.float(), -1)
-                    ids = torch.tensor(s.token_ids)[:, None]
-                    c.token_logprobs = lp.gather(-1, ids).squeeze(-1).tolist()
-                    c.top_logprobs = lp.topk(params.logprobs, -1).values.tolist()
-                else:
-                    c.token_logprobs, c.top_logprobs = [], []
-                comps.append(c)
-            res.append(comps)
-        return res
-
-
 def load() -> tuple[Any, Any]:
     from ttscale.engines.hf import HFGenerator
     from ttscale.verifiers import load_verifier
 
-    gen = LogprobEngine(HFGenerator.from_pretrained(MODELS / "policy-small"))
+    gen = HFGenerator.from_pretrained(MODELS / "policy-small")  # fills top-k log-probs itself
     prm = load_verifier(MODELS / "prm", step_delimiter="\n")
     return gen, prm
 
