@@ -40,7 +40,9 @@ from ttscale.types import Cost, Problem, Result
 
 #: bump when what a run computes or how runs are keyed changes, so old stored results are not
 #: resumed under a wrong key. 2: the run key holds the parsed strategy options with their
-#: defaults filled (was: the raw options dict)
+#: defaults filled (was: the raw options dict); also the paper's rules (lookahead counted as
+#: N x (k+1) generations, hierarchical revision selection, beam pool cut to N, DVTS over all
+#: leaves) and per-prompt seeds on HTTP engines change what a stored run holds
 RESULTS_VERSION = 2
 #: files at most this large (and the first 4x this in all) are fingerprinted by content, the rest
 #: by size and mtime: cheap for the testbed models, bounded for multi-GB checkpoints
