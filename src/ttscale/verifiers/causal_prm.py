@@ -142,13 +142,7 @@ class MathShepherdPRM(_BatchedScorer):
 
     def score(self, prompts: Sequence[str], solutions: Sequence[Sequence[str]]) -> StepScores:
         _check_inputs(prompts, solutions)
-        encoded = self._encode_many(prompts, solutions)
-        seqs, positions = [e[0] for e in encoded], [e[1] for e in encoded]
-        for i, s in enumerate(seqs):
-            if positions[i]:
-                self._check_length(i, len(s))
-        scores = self._score_positions(seqs, positions)
-        return StepScores(scores, sum(len(s) for s, q in zip(seqs, positions, strict=True) if q))
+        return self._score_encoded(self._encode_many(prompts, solutions))
 
 
 class ValueHeadModel(nn.Module):
@@ -251,13 +245,5 @@ class ValueHeadPRM(_BatchedScorer):
 
     def score(self, prompts: Sequence[str], solutions: Sequence[Sequence[str]]) -> StepScores:
         _check_inputs(prompts, solutions)
-        seqs: list[list[int]] = []
-        positions: list[list[int]] = []
-        for i, (prompt, steps) in enumerate(zip(prompts, solutions, strict=True)):
-            ids, pos = self.encode(prompt, steps) if len(steps) else ([], [])
-            if pos:
-                self._check_length(i, len(ids))
-            seqs.append(ids)
-            positions.append(pos)
-        scores = self._score_positions(seqs, positions)
-        return StepScores(scores, sum(len(s) for s in seqs))
+        return self._score_encoded([self.encode(prompt, steps) if len(steps) else ([], [])
+                                    for prompt, steps in zip(prompts, solutions, strict=True)])

@@ -117,6 +117,16 @@ class _BatchedScorer:
         logits = self._forward_logits(ids, mask)
         return label_probs(logits[rows.to(logits.device), cols.to(logits.device)])
 
+    def _score_encoded(self, encoded: Sequence[tuple[list[int], list[int]]]) -> StepScores:
+        """Scores of solutions already encoded as (token ids, step-end positions), with the
+        tokens the verifier read (solutions without steps read none)."""
+        seqs, positions = [e[0] for e in encoded], [e[1] for e in encoded]
+        for i, s in enumerate(seqs):
+            if positions[i]:
+                self._check_length(i, len(s))
+        scores = self._score_positions(seqs, positions)
+        return StepScores(scores, sum(len(s) for s, p in zip(seqs, positions, strict=True) if p))
+
     def _score_positions(self, seqs: list[list[int]],
                          positions: list[list[int]]) -> list[list[float]]:
         """Probability at each listed token position of each sequence."""
@@ -205,13 +215,7 @@ class TokenClassificationPRM(_BatchedScorer):
 
     def score(self, prompts: Sequence[str], solutions: Sequence[Sequence[str]]) -> StepScores:
         _check_inputs(prompts, solutions)
-        encoded = self._encode_many(prompts, solutions)
-        seqs, positions = [e[0] for e in encoded], [e[1] for e in encoded]
-        for i, s in enumerate(seqs):
-            if positions[i]:
-                self._check_length(i, len(s))
-        scores = self._score_positions(seqs, positions)
-        return StepScores(scores, sum(len(s) for s, p in zip(seqs, positions, strict=True) if p))
+        return self._score_encoded(self._encode_many(prompts, solutions))
 
 
 class QwenPRM(_BatchedScorer):
