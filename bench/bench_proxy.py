@@ -167,7 +167,8 @@ def main() -> None:
     ap.add_argument("--max-queue", type=int, default=8)
     ap.add_argument("--burst-factor", type=int, default=10)
     ap.add_argument("--cancel", type=int, default=4)
-    ap.add_argument("--cancel-after", type=float, default=2.0)
+    # short enough that a beam:16 search on an idle machine is still running when the client goes
+    ap.add_argument("--cancel-after", type=float, default=0.3)
     ap.add_argument("--quiet", type=float, default=5.0)
     args = ap.parse_args()
     model = policy_dir(args.model)
