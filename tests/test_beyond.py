@@ -120,6 +120,28 @@ def test_missing_logprobs_is_an_error():
         completion_confidences(Completion("a", "eos", 1, 1))
 
 
+def test_sampled_token_signal():
+    comp = Completion("a", "eos", 1, 2, token_logprobs=[math.log(0.9), math.log(0.25)],
+                      top_logprobs=[[math.log(0.9)], [math.log(0.5)]])
+    assert completion_confidences(comp, "sampled") == pytest.approx([0.9, 0.25])
+    assert completion_confidences(comp) == pytest.approx([-math.log(0.9), -math.log(0.5)])
+    with pytest.raises(ValueError, match="unknown confidence signal"):
+        completion_confidences(comp, "entropy")
+    with pytest.raises(ValueError, match="no log-probabilities of the sampled tokens"):
+        completion_confidences(Completion("a", "eos", 1, 1), "sampled")
+
+
+def test_confidence_vote_with_the_sampled_signal():
+    p = TASK.problems()[2]
+    ctx, _, _ = make(accuracy=0.5, scorer=False, signal="sampled", keep=0.5)
+    r = get_strategy("confidence-vote")(p, 16, ctx)
+    assert all(0 < c.meta["confidence"] <= 1 for c in r.candidates)  # mean token probability
+    assert r.answer == max(r.meta["totals"], key=r.meta["totals"].get)
+    # the fake is unsure exactly of wrong steps, so the sampled signal also finds right traces
+    assert accuracy("confidence-vote", 16, accuracy=0.5, scorer=False, signal="sampled") > \
+        accuracy("majority", 16, accuracy=0.5, scorer=False)
+
+
 def test_fake_logprobs_mark_wrong_results():
     gen = FakeGenerator(accuracy=0.5)
     from ttscale.engines.base import SamplingParams

@@ -70,6 +70,7 @@ def run(engine, task, problem, name, budget, **options):
 @pytest.mark.parametrize("name,options", [
     ("confidence-vote", {}),
     ("confidence-vote", {"score": "tail", "keep": 0.5}),
+    ("confidence-vote", {"signal": "sampled"}),
     ("adaptive", {"vote": "confidence", "round_size": 2}),
     ("adaptive", {"round_size": 2, "rule": "esc"})])
 def test_confidence_and_adaptive_through_llama_server(engine, problems, name, options):
@@ -85,6 +86,7 @@ def test_confidence_and_adaptive_through_llama_server(engine, problems, name, op
                 assert comp.top_logprobs is not None
                 assert len(comp.top_logprobs) == comp.generated_tokens
                 assert all(len(t) == 5 for t in comp.top_logprobs)
+                assert len(comp.token_logprobs) == comp.generated_tokens
             assert all(x.meta["confidence"] > 0 for x in r.candidates)
             if r.answer is not None:
                 assert r.answer == max(r.meta["totals"], key=r.meta["totals"].get)

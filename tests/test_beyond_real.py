@@ -75,13 +75,15 @@ def _has_logprobs(gen) -> bool:
     return out[0][0].top_logprobs is not None
 
 
+@pytest.mark.parametrize("signal", ["topk", "sampled"])
 @pytest.mark.parametrize("name", ["confidence-vote", "deepconf-online", "adaptive"])
-def test_confidence_strategies_real(parts, name):
+def test_confidence_strategies_real(parts, name, signal):
     if not _has_logprobs(parts[0]):
         pytest.skip("this in-process engine does not return log-probabilities yet")
     opts = {"vote": "confidence"} if name == "adaptive" else {}
     if name == "deepconf-online":
         opts = {"warmup": 4, "batch": 4}
+    opts["signal"] = signal
     r = run(name, parts, 12, **opts)
     assert 1 <= r.cost.generations <= 12 and r.cost.prm_tokens == 0
     check_cost(r, parts[0])

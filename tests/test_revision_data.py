@@ -219,6 +219,23 @@ def test_keep_rate_shows_the_target_within_the_window():
     assert not any("right" in ex.previous for ex in plain)
 
 
+def test_repeat_rate_ends_histories_with_a_right_attempt_that_the_target_repeats():
+    attempts = [(f"w{i}", False) for i in range(6)] + [("right", True), ("also right", True)]
+    examples = build_trajectories("q", "Q\n", attempts, random.Random(0), max_previous=4,
+                                  per_question=400, repeat_rate=0.3)
+    repeats = [ex for ex in examples if ex.previous and ex.previous[-1] == ex.target]
+    assert 70 < len(repeats) < 170  # about 30 %
+    assert all(len(ex.previous) <= 4 for ex in repeats)
+    assert {len(ex.previous) for ex in repeats} == {1, 2, 3, 4}  # 0-3 wrong ones before it
+    assert all(p.startswith("w") for ex in repeats for p in ex.previous[:-1])
+    # every other history ends with a wrong attempt, as in the paper's recipe
+    others = [ex for ex in examples if ex not in repeats]
+    assert all(not ex.previous or ex.previous[-1].startswith("w") for ex in others)
+    assert build_trajectories("q", "Q\n", attempts, random.Random(0), per_question=50) == \
+        build_trajectories("q", "Q\n", attempts, random.Random(0), per_question=50,
+                           repeat_rate=0.0)
+
+
 def test_local_fixer_keeps_the_right_prefix_and_fixes_the_first_wrong_step():
     gold = ["a", "b", "c", "d"]
 

@@ -112,7 +112,7 @@ def adaptive_run(problem: Problem, budget: int, ctx: SearchContext, name: str,
         seed = derive_seed(ctx, problem, "adaptive", rnd)
         if opts.vote == "confidence":
             new = sample_confident_solutions(ctx, problem, n, seed, opts.top_k, opts.score,
-                                             opts.window, opts.tail)
+                                             opts.window, opts.tail, opts.signal)
         else:
             new = sample_solutions(ctx, problem, n, seed)
         if prm:

@@ -40,6 +40,9 @@ class ConfidenceOptions(BeyondOptions):
     """How a trace's confidence is read from its token log-probabilities (confidence.py)."""
 
     top_k: OptInt = Field(5, ge=1, le=20, description="log-probabilities per token (DeepConf: 5)")
+    signal: Literal["topk", "sampled"] = Field(
+        "topk", description="token confidence: DeepConf's top-k (topk) or the probability of "
+                            "the sampled token (sampled); see confidence.py")
     score: Literal["lowest_group", "bottom10", "tail", "mean"] = "lowest_group"
     window: OptInt = Field(8, ge=1, description="tokens per sliding-window group")
     tail: OptInt = Field(16, ge=1, description="tokens of the tail score")
@@ -58,7 +61,7 @@ def confidence_vote_strategy(problem: Problem, budget: int, ctx: SearchContext) 
     run = Run(NAME, problem, ctx)
     cands = sample_confident_solutions(ctx, problem, budget,
                                        derive_seed(ctx, problem, "solutions"), opts.top_k,
-                                       opts.score, opts.window, opts.tail)
+                                       opts.score, opts.window, opts.tail, opts.signal)
     kept = set(most_confident(cands, opts.keep))
     voters = [c for i, c in enumerate(cands) if i in kept]
     if opts.weighting == "confidence":

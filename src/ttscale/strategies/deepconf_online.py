@@ -103,7 +103,7 @@ def deepconf_online(problem: Problem, budget: int, ctx: SearchContext) -> Result
     n_warm = min(opts.warmup, budget)
     warm = sample_confident_solutions(ctx, problem, n_warm,
                                       derive_seed(ctx, problem, "solutions"), opts.top_k,
-                                      "lowest_group", opts.window, opts.tail)
+                                      "lowest_group", opts.window, opts.tail, opts.signal)
     answered = [c for c in warm if c.answer is not None]
     threshold = calibrate([c.meta[CONFIDENCE_KEY] for c in (answered or warm)], opts.keep)
     cands: list[Candidate] = []
@@ -135,7 +135,7 @@ def deepconf_online(problem: Problem, budget: int, ctx: SearchContext) -> Result
             for t, comp in zip(active, comps, strict=True):
                 new, done = completion_steps(ctx, comp)
                 t.steps += new
-                t.conf += completion_confidences(comp)
+                t.conf += completion_confidences(comp, opts.signal)
                 t.tokens += comp.generated_tokens
                 t.reason = comp.finish_reason
                 if len(t.conf) >= opts.window and min(group_confidences(t.conf, opts.window)) \

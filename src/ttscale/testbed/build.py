@@ -58,6 +58,12 @@ class BuildConfig:
     large_lr: float = 2e-3
     large_batch: int = 32
     large_stop_greedy: float = 0.97
+    #: stop policy-large once its dev greedy accuracy has not beaten its best for this many
+    #: evaluations (a plateau); None trains the whole schedule
+    large_patience: int | None = None
+    #: start policy-large from these weights (e.g. the shipped one) instead of from scratch:
+    #: training it further costs only the new steps
+    large_init: Path | None = None
     label_questions: int = 800
     label_samples: int = 4
     label_rollouts: int = 8
@@ -76,6 +82,8 @@ class BuildConfig:
     #: trajectories that teach local correction (``train.revision.build_revision_pairs``); off
     #: for the shipped model, on for the retraining experiment of docs/revisions.md
     revision_local: bool = False
+    #: share of trajectories whose last attempt shown is right and whose target repeats it
+    revision_repeat_rate: float = 0.0
     stages: tuple[str, ...] = ("small", "large", "labels", "prm", "revision", "ship")
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -93,12 +101,26 @@ def _save(model, tok, path: Path, meta: dict) -> None:
     (path / "ttscale_meta.json").write_text(json.dumps(meta, indent=2))
 
 
+def _plateaued(history: list[dict], patience: int | None) -> bool:
+    """True when the last ``patience`` evaluations all failed to beat the best before them."""
+    if patience is None or len(history) <= patience:
+        return False
+    best_before = max(r["dev_greedy"] for r in history[:-patience])
+    return all(r["dev_greedy"] <= best_before for r in history[-patience:])
+
+
 def _train_policy(cfg: BuildConfig, spec: ArchSpec, steps: int, lr: float, batch: int,
-                  stop_greedy: float, snapshots: Path, final: Path, log: Log) -> list[dict]:
-    """Train from scratch, snapshotting every ``eval_every`` steps with dev accuracy."""
+                  stop_greedy: float, snapshots: Path, final: Path, log: Log,
+                  patience: int | None = None, init: Path | None = None,
+                  resumable: bool = False) -> list[dict]:
+    """Train from scratch (or from ``init``), snapshotting every ``eval_every`` steps with dev
+    accuracy; stops at ``stop_greedy`` or, with ``patience``, once dev greedy accuracy has
+    plateaued. ``resumable``: a killed run resumes from its last checkpoint and snapshots."""
     seed_everything(cfg.seed)
     model, tok = _new_model(spec)
-    history: list[dict] = []
+    if init is not None:
+        model.load_state_dict(_load_float32(init).state_dict())
+    history = _snapshot_history(snapshots) if resumable else []
 
     def snapshot(step: int, m) -> bool:
         m.eval()
@@ -110,13 +132,26 @@ def _train_policy(cfg: BuildConfig, spec: ArchSpec, steps: int, lr: float, batch
         history.append(rec)
         _save(m, tok, snapshots / f"step-{step}", rec)
         log(f"  step {step}: dev pass@1 {acc:.3f} greedy {greedy:.3f}")
+        if _plateaued(history, patience):
+            log(f"  dev greedy has not beaten {max(r['dev_greedy'] for r in history):.3f} "
+                f"for {patience} evaluations: plateau, stopping")
+            return True
         return greedy >= stop_greedy
 
+    if _plateaued(history, patience):  # a resumed run that had already stopped
+        return history
     train_sft(model, tok, lambda: gold_pairs(cfg.seed), final, max_steps=steps,
               batch_size=batch, learning_rate=lr, seed=cfg.seed,
-              callbacks=[EveryNSteps(cfg.eval_every, snapshot)])
+              callbacks=[EveryNSteps(cfg.eval_every, snapshot)],
+              checkpoint_every=cfg.eval_every if resumable else None)
     (final / "history.json").write_text(json.dumps(history, indent=2))
     return history
+
+
+def _snapshot_history(snapshots: Path) -> list[dict]:
+    """The evaluation records of the snapshots an earlier (killed) run left, by step."""
+    metas = [json.loads(m.read_text()) for m in snapshots.glob("step-*/ttscale_meta.json")]
+    return sorted(metas, key=lambda r: r["step"])
 
 
 def stage_small(cfg: BuildConfig, log: Log) -> None:
@@ -131,7 +166,8 @@ def stage_small(cfg: BuildConfig, log: Log) -> None:
 def stage_large(cfg: BuildConfig, log: Log) -> None:
     history = _train_policy(cfg, LARGE, cfg.large_steps, cfg.large_lr, cfg.large_batch,
                             cfg.large_stop_greedy, cfg.work / "large-snapshots",
-                            cfg.work / "policy-large", log)
+                            cfg.work / "policy-large", log, cfg.large_patience,
+                            cfg.large_init, resumable=True)
     best = max(history, key=lambda r: (r["dev_greedy"], r["step"]))
     shutil.copytree(cfg.work / "large-snapshots" / f"step-{best['step']}",
                     cfg.out / "policy-large", dirs_exist_ok=True)
@@ -159,7 +195,8 @@ def stage_revision(cfg: BuildConfig, log: Log) -> None:
     gen = HFGenerator.from_pretrained(cfg.out / "policy-small")
     pairs = build_revision_pairs(task, gen, samples=cfg.revision_samples, seed=cfg.seed,
                                  use_reference=cfg.revision_reference,
-                                 local_correction=cfg.revision_local)
+                                 local_correction=cfg.revision_local,
+                                 repeat_rate=cfg.revision_repeat_rate)
     log(f"  {len(pairs)} revision examples")
     # float32 explicitly: the shipped weights are float16 and transformers keeps a checkpoint's
     # dtype; AdamW on float16 weights on a CPU wrecks the model (the first revision model did)

@@ -49,7 +49,27 @@ def _snapshot(meta: dict[str, Any]) -> str:
             f"{meta['dev_greedy']:.3f}, pass@1 by number of operations {json.dumps(by_ops)}")
 
 
-def write_cards(cfg: Any) -> None:
+def _large_training(cfg: Any) -> str:
+    """How policy-large was trained: from scratch, or continued from earlier weights until
+    its dev greedy accuracy plateaued."""
+    stop = (f"stopped at dev greedy accuracy >= {cfg.large_stop_greedy} or {cfg.large_steps} "
+            f"steps")
+    if getattr(cfg, "large_patience", None):
+        stop += (f", or once dev greedy had not beaten its best for {cfg.large_patience} "
+                 f"evaluations (every {cfg.eval_every} steps: a plateau)")
+    init = getattr(cfg, "large_init", None)
+    if init is None:
+        return (f"the same data stream as policy-small, batch {cfg.large_batch}, learning rate "
+                f"{cfg.large_lr} (cosine), seed {cfg.seed}, {stop}")
+    before = _read_json(Path(init) / "ttscale_meta.json")
+    return (f"the same data stream as policy-small, batch {cfg.large_batch}; continued from "
+            f"an earlier policy-large ({_snapshot(before)}) at learning rate {cfg.large_lr} "
+            f"(cosine, new schedule; step numbers below count from the continuation), seed "
+            f"{cfg.seed}, {stop}")
+
+
+def write_cards(cfg: Any, only: tuple[str, ...] | None = None) -> None:
+    """Write every model card, or the ``only`` ones (a model rebuilt on its own)."""
     out, work, seed = Path(cfg.out), Path(cfg.work), cfg.seed
     common = COMMON.format(seed=seed)
     small_meta = _read_json(out / "policy-small" / "ttscale_meta.json")
@@ -75,9 +95,7 @@ Stage time (small policy and PRM body together): {_stage_seconds(work, 'small')}
 The testbed's large policy ({n_large:,} parameters, {n_large / n_small:.1f}x policy-small), for
 the FLOPs-matched comparison. {_arch(LARGE)}.
 
-Training: the same data stream as policy-small, batch {cfg.large_batch}, learning rate
-{cfg.large_lr}, seed {seed}, stopped at dev greedy accuracy >= {cfg.large_stop_greedy} or
-{cfg.large_steps} steps; shipped snapshot (the best dev greedy accuracy):
+Training: {_large_training(cfg)}; shipped snapshot (the best dev greedy accuracy):
 {_snapshot(large_meta)}.
 Stage time: {_stage_seconds(work, 'large')}.
 {common}""",
@@ -109,4 +127,5 @@ followed by a correct one
 {common}""",
     }
     for name, text in cards.items():
-        (out / name / "README.md").write_text(text)
+        if only is None or name in only:
+            (out / name / "README.md").write_text(text)

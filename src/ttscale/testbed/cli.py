@@ -28,8 +28,20 @@ def train_cmd(
     large_steps: Annotated[int | None, typer.Option(
         help="training steps of policy-large (default 600; it stops early at dev greedy "
              "0.97): more to train it until its dev greedy accuracy plateaus")] = None,
+    large_patience: Annotated[int | None, typer.Option(
+        help="stop policy-large once dev greedy has not improved for this many evaluations "
+             "(every 50 steps); the best snapshot ships")] = None,
+    large_lr: Annotated[float | None, typer.Option(
+        help="peak learning rate of policy-large (default 2e-3; lower when training further "
+             "from --large-init)")] = None,
+    large_init: Annotated[Path | None, typer.Option(
+        help="train policy-large further from these weights (e.g. the shipped policy-large) "
+             "instead of from scratch")] = None,
     revision_local: Annotated[bool, typer.Option(
         help="revision trajectories that teach local correction (docs/revisions.md)")] = False,
+    revision_repeat_rate: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="share of revision trajectories whose last attempt shown is "
+                               "right and whose target repeats it (docs/revisions.md)")] = 0.0,
 ) -> None:
     """Rebuild policy-small, policy-large, prm and revision from seeds (resumable)."""
     from ttscale.shipped import models_dir
@@ -39,11 +51,24 @@ def train_cmd(
     unknown = [s for s in chosen if s not in STAGES]
     if unknown:
         raise ValueError(f"unknown stage(s) {', '.join(unknown)}; choose from {', '.join(STAGES)}")
-    extra: dict = {"revision_local": revision_local}
+    extra: dict = {"revision_local": revision_local,
+                   "revision_repeat_rate": revision_repeat_rate}
     if large_steps is not None:
         if large_steps < 1:
             raise ValueError(f"--large-steps {large_steps}: must be >= 1")
         extra["large_steps"] = large_steps
+    if large_patience is not None:
+        if large_patience < 1:
+            raise ValueError(f"--large-patience {large_patience}: must be >= 1")
+        extra["large_patience"] = large_patience
+    if large_lr is not None:
+        if large_lr <= 0:
+            raise ValueError(f"--large-lr {large_lr}: must be > 0")
+        extra["large_lr"] = large_lr
+    if large_init is not None:
+        if not (large_init / "config.json").exists():
+            raise ValueError(f"--large-init {large_init}: no model there (config.json missing)")
+        extra["large_init"] = large_init
     summary = build(BuildConfig(out=out or models_dir(), work=work, seed=seed, stages=chosen,
                                 **extra), log=_log)
     typer.echo(json.dumps(summary["timings"], indent=2))

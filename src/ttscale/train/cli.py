@@ -185,6 +185,10 @@ def train_revision_cmd(
         help="trajectories that teach local correction (tasks with step labels): the last "
              "attempt shown is the wrong one with the longest right prefix, and the target "
              "keeps that prefix and fixes its first wrong step")] = False,
+    repeat_rate: Annotated[float, typer.Option(
+        min=0.0, max=1.0,
+        help="share of trajectories whose last attempt shown is right and whose target "
+             "repeats it, so the model learns to keep a right answer")] = 0.0,
 ) -> None:
     """Revision fine-tuning: 0-4 incorrect attempts in context, then a correct one."""
     _need_dir(init, "init")
@@ -200,7 +204,7 @@ def train_revision_cmd(
     kwargs = {"split": "train", "n": limit, "seed": seed} if task == "testbed" else {}
     pairs = build_revision_pairs(load_task(task, **kwargs), HFGenerator.from_pretrained(policy),
                                  samples=samples, seed=seed, use_reference=reference,
-                                 local_correction=local_correction)
+                                 local_correction=local_correction, repeat_rate=repeat_rate)
     typer.echo(f"{len(pairs)} revision examples")
     model = AutoModelForCausalLM.from_pretrained(init, dtype=torch.float32)  # train in float32
     tok = AutoTokenizer.from_pretrained(init)

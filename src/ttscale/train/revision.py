@@ -27,7 +27,8 @@ def build_revision_pairs(task, generator: Generator, samples: int = 16, seed: in
                          temperature: float = 1.0, max_tokens: int = 256,
                          max_previous: int = 4, per_question: int = 4,
                          use_reference: bool = False, keep_rate: float = 0.0,
-                         local_correction: bool = False) -> list[tuple[str, str]]:
+                         local_correction: bool = False,
+                         repeat_rate: float = 0.0) -> list[tuple[str, str]]:
     """(revision prompt, corrected attempt) pairs; ``task`` must offer ``revision_prompt``.
 
     The paper keeps only questions where some sample is right. ``use_reference`` (tasks with a
@@ -38,6 +39,8 @@ def build_revision_pairs(task, generator: Generator, samples: int = 16, seed: in
     ``local_correction`` (tasks with ``step_labels``): trajectories that teach local correction
     (``revision_data.local_fixer``): the last attempt shown is the wrong one with the longest
     right prefix, and the target keeps that prefix and fixes its first wrong step.
+    ``repeat_rate``: the share of trajectories whose last attempt shown is right and whose
+    target repeats it (``revision_data.build_trajectories``).
     """
     if not hasattr(task, "revision_prompt"):
         raise ValueError(f"task {task.name!r} has no revision prompt format")
@@ -60,7 +63,8 @@ def build_revision_pairs(task, generator: Generator, samples: int = 16, seed: in
                 attempts.append((task.reference_solution(problem), True))
             fixer = _fixer(task, problem, attempts) if local_correction else None
             examples += build_trajectories(problem.id, problem.prompt, attempts, rng,
-                                           max_previous, per_question, keep_rate, fixer)
+                                           max_previous, per_question, keep_rate, fixer,
+                                           repeat_rate)
     by_id = {p.id: p for p in problems}
     return [(task.revision_prompt(by_id[ex.problem_id], list(ex.previous)), ex.target)
             for ex in dedupe(examples)]

@@ -63,7 +63,8 @@ def local_fixer(steps_of: Callable[[str], list[str]], labels_of: Callable[[list[
 def build_trajectories(problem_id: str, prompt: str, attempts: Sequence[tuple[str, bool]],
                        rng: random.Random, max_previous: int = 4,
                        per_question: int = 4, keep_rate: float = 0.0,
-                       fixer: Fixer | None = None) -> list[RevisionExample]:
+                       fixer: Fixer | None = None,
+                       repeat_rate: float = 0.0) -> list[RevisionExample]:
     """Up to ``per_question`` trajectories from ``attempts`` = (solution text, is_correct).
 
     The number of incorrect attempts is drawn uniformly from 0..max_previous (capped by how many
@@ -80,6 +81,11 @@ def build_trajectories(problem_id: str, prompt: str, attempts: Sequence[tuple[st
     fixed (``fixer``), so the model learns to copy what was right and change the step that was
     wrong, rather than to write a different solution. Attempts the fixer cannot fix fall back
     to the rule above.
+
+    ``repeat_rate`` (not in the paper; default off): the share of trajectories whose LAST
+    previous attempt is a right one and whose target repeats it. Taught only to fix (above), a
+    model learns that there is always a step to change and revises right answers into wrong
+    ones; these teach it to keep an answer once it is right, which a sequential chain needs.
     """
     correct = sorted({t for t, ok in attempts if ok})
     wrong = sorted({t for t, ok in attempts if not ok})
@@ -99,7 +105,11 @@ def build_trajectories(problem_id: str, prompt: str, attempts: Sequence[tuple[st
         elif k:
             closest = min(wrong, key=lambda w: (edit_distance(w, target), w))
             previous = [*rng.sample([w for w in wrong if w != closest], k - 1), closest]
-        if keep_rate and rng.random() < keep_rate:
+        if repeat_rate and rng.random() < repeat_rate:
+            target = rng.choice(correct)
+            previous = [*previous[-(max_previous - 1):], target] if max_previous > 1 \
+                else [target]
+        elif keep_rate and rng.random() < keep_rate:
             previous = previous[-(max_previous - 1):] if max_previous > 1 else []
             previous.insert(rng.randint(0, len(previous)), target)
         out.append(RevisionExample(problem_id, prompt, tuple(previous), target))

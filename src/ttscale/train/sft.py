@@ -78,8 +78,14 @@ def train_sft(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
               data: list[Pair] | Callable[[], Iterator[Pair]], out_dir: Path, *,
               max_steps: int = -1, epochs: float = 1.0, batch_size: int = 64,
               learning_rate: float = 3e-3, warmup_steps: int = 50, seed: int = 0,
-              callbacks: Iterable[TrainerCallback] = (), log_every: int = 50) -> dict:
-    """Train in place and save model + tokenizer to ``out_dir``; returns a small summary."""
+              callbacks: Iterable[TrainerCallback] = (), log_every: int = 50,
+              checkpoint_every: int | None = None) -> dict:
+    """Train in place and save model + tokenizer to ``out_dir``; returns a small summary.
+
+    ``checkpoint_every``: keep the latest Trainer checkpoint (weights, optimizer, schedule,
+    data position) under ``out_dir/_trainer`` every that many steps, and resume from it when
+    one is there, so a killed long run continues where it stopped instead of starting over.
+    """
     dataset = (_Encoded(tokenizer, data) if isinstance(data, list)
                else _Stream(tokenizer, data))
     if isinstance(dataset, IterableDataset) and max_steps <= 0:
@@ -92,12 +98,16 @@ def train_sft(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
         output_dir=str(out_dir / "_trainer"), max_steps=max_steps, num_train_epochs=epochs,
         per_device_train_batch_size=batch_size, learning_rate=learning_rate,
         warmup_steps=warmup_steps, lr_scheduler_type="cosine", weight_decay=0.01,
-        logging_steps=log_every, save_strategy="no", report_to=[], seed=seed,
+        logging_steps=log_every, report_to=[], seed=seed,
+        save_strategy="steps" if checkpoint_every else "no", save_steps=checkpoint_every or 500,
+        save_total_limit=1,
         use_cpu=not torch.cuda.is_available(), disable_tqdm=True,
     )
     trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collate,
                       callbacks=list(callbacks))
-    result = trainer.train()
+    resume = checkpoint_every is not None and any(
+        (out_dir / "_trainer").glob("checkpoint-*"))
+    result = trainer.train(resume_from_checkpoint=True if resume else None)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
