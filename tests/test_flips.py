@@ -125,3 +125,51 @@ def test_errors_are_one_line(capsys, store_dir, tmp_path):
     assert code == 1 and o == ""
     assert_one_line_error(code, e, "no revisions or combined run")
     assert "majority N=1" in e
+
+
+def test_locality_says_where_a_revision_changed_the_attempt():
+    from ttscale.analysis.revision_locality import Locality, chain_locality
+
+    def labels(steps: list[str]) -> list[bool]:  # a step is right when it is upper case
+        return [s.isupper() for s in steps]
+
+    chains = [
+        [["A", "B"], ["A", "B"], ["A", "C"]],  # right copied, then right changed
+        [["x", "B"], ["y", "B"]],  # wrong from its first step
+        [["A", "x", "y"], ["A", "B", "C"]],  # right prefix kept, first wrong step changed
+        [["A", "B", "x"], ["A", "C", "D"]],  # a right step before the first wrong one changed
+        [["A", "x"], ["A", "x", "C"]],  # the wrong step copied
+    ]
+    loc = chain_locality(chains, labels)
+    assert loc == Locality(right_kept=1, right_changed=1, wrong_first_step=1, wrong_before=1,
+                           wrong_at=1, wrong_after=1)
+    d = loc.to_dict()
+    assert d["right_kept_share"] == 0.5
+    assert d["local_correction_share"] == d["wrong_before_share"] == pytest.approx(1 / 3)
+    assert Locality().to_dict()["local_correction_share"] is None
+
+
+def test_locality_of_the_stored_runs(capsys, store_dir):
+    from ttscale.analysis.revision_locality import chain_locality, result_chains
+    from ttscale.tasks.testbed import TestbedTask
+
+    out, keys = store_dir
+    code, stdout, err = run_cli(capsys, ["flips", str(out), "--json", "--locality"])
+    assert code == 0, err
+    runs = {r["run_key"]: r for r in json.loads(stdout)["runs"]}
+    task = TestbedTask(split="test", n=3)
+    problems = {p.id: p for p in task.problems()}
+    with Store.in_dir(out) as store:
+        for key in (keys["revisions"], keys["combined"]):
+            loc = None
+            for row in store.results(key):
+                p = problems[row.problem_id]
+                loc = chain_locality(result_chains(row.candidates, row.meta),
+                                     lambda steps, p=p: list(task.step_labels(p, steps)), loc)
+            got = runs[key]["locality"]
+            assert {k: got[k] for k in loc.__dict__} == loc.__dict__
+            # every revision is counted once
+            assert sum(loc.__dict__.values()) == runs[key]["overall"]["n"]
+    code, text, err = run_cli(capsys, ["flips", str(out), "--locality"])
+    assert code == 0, err
+    assert "first wrong step changed (local)" in text

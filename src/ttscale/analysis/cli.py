@@ -158,6 +158,10 @@ def flips_cmd(
     ] = None,
     by_difficulty: Annotated[bool, typer.Option(
         "--by-difficulty", help="Also split every run by problem difficulty.")] = False,
+    locality: Annotated[bool, typer.Option(
+        "--locality", help="Also where each revision changed the attempt before it: before, at "
+                           "or after its first wrong step (tasks with step labels, e.g. the "
+                           "testbed).")] = False,
     json_out: Annotated[bool, typer.Option(
         "--json", help="Print one JSON object on stdout instead of tables.")] = False,
 ) -> None:
@@ -169,7 +173,7 @@ def flips_cmd(
     """
     from ttscale.analysis.revisions import store_flips
 
-    report = store_flips(out, run_key, by_difficulty)
+    report = store_flips(out, run_key, by_difficulty, locality=locality)
     if json_out:
         typer.echo(json.dumps(report))
     else:
@@ -210,6 +214,31 @@ def flips_table(flips: dict[str, Any], title: str, seeded: bool) -> Any:
     return t
 
 
+LOCALITY_ROWS = (
+    ("right_kept", "step-correct attempt copied whole", "right_kept_share"),
+    ("right_changed", "step-correct attempt changed", None),
+    ("wrong_first_step", "wrong from its first step (any rewrite)", None),
+    ("wrong_before", "wrong: a right step before the first wrong one changed",
+     "wrong_before_share"),
+    ("wrong_at", "wrong: right prefix kept, first wrong step changed (local)",
+     "local_correction_share"),
+    ("wrong_after", "wrong: the first wrong step copied", "wrong_after_share"))
+
+
+def locality_table(loc: dict[str, Any], title: str) -> Any:
+    """Counts and shares of ``revision_locality.Locality`` (shares within their kind)."""
+    from rich.table import Table
+
+    t = Table(title=title)
+    t.add_column("the attempt before, and what the revision did")
+    t.add_column("count", justify="right")
+    t.add_column("share", justify="right")
+    for key, label, share in LOCALITY_ROWS:
+        value = loc.get(share) if share else None
+        t.add_row(label, str(loc[key]), "" if value is None else f"{value:.3f}")
+    return t
+
+
 def print_flips(report: dict[str, Any], console: Any = None) -> None:
     """Per run: a flips table overall, then one per difficulty when they were computed."""
     from rich.console import Console
@@ -226,4 +255,7 @@ def print_flips(report: dict[str, Any], console: Any = None) -> None:
         for d, flips in run.get("by_difficulty", {}).items():
             console.print(flips_table(flips, f"difficulty {d}: {flips['n_chains']} chains over "
                                              f"{flips['n_problems']} problems", run["seeded"]))
+        if "locality" in run:
+            console.print(locality_table(run["locality"], f"where the revisions changed the "
+                                                          f"attempt before them ({head})"))
     console.print(f"store: {report['db']}", highlight=False)

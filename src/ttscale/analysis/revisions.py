@@ -250,10 +250,21 @@ def pick_revision_runs(runs: Sequence[Mapping[str, Any]], run_key: str | None,
     return revision_runs
 
 
+def run_task(run: Mapping[str, Any]) -> Any:
+    """The task a stored run solved, rebuilt from its stored configuration."""
+    from ttscale.config import RunConfig
+    from ttscale.session import build_task
+
+    fields = {k: v for k, v in run["config"].items() if k in RunConfig.model_fields}
+    return build_task(RunConfig.model_validate(fields))
+
+
 def store_flips(out: str | Path, run_key: str | None = None, by_difficulty: bool = False,
-                grader: Grader | None = None) -> dict[str, Any]:
+                grader: Grader | None = None, locality: bool = False) -> dict[str, Any]:
     """Flips of every revisions/combined run stored in the output folder ``out`` (of a ``ttscale
-    run`` or ``ttscale sweep``), or of the run ``run_key``; answers are graded once."""
+    run`` or ``ttscale sweep``), or of the run ``run_key``; answers are graded once.
+    ``locality``: also where each revision changed the attempt before it
+    (``revision_locality``; tasks with step labels)."""
     from ttscale.store.sqlite import DB_NAME, Store
 
     out = Path(out)
@@ -268,5 +279,11 @@ def store_flips(out: str | Path, run_key: str | None = None, by_difficulty: bool
         runs = pick_revision_runs(store.runs(), run_key, str(db))
         rows = {r["run_key"]: store.results(r["run_key"]) for r in runs}
     grade = caching_grader(grader)
-    return {"out": str(out), "db": str(db),
-            "runs": [run_flips(r, rows[r["run_key"]], grade, by_difficulty) for r in runs]}
+    report = [run_flips(r, rows[r["run_key"]], grade, by_difficulty) for r in runs]
+    if locality:
+        from ttscale.analysis.revision_locality import store_locality
+
+        where = store_locality(runs, rows, run_task)
+        for r in report:
+            r["locality"] = where[r["run_key"]]
+    return {"out": str(out), "db": str(db), "runs": report}
