@@ -173,3 +173,15 @@ def test_locality_of_the_stored_runs(capsys, store_dir):
     code, text, err = run_cli(capsys, ["flips", str(out), "--locality"])
     assert code == 0, err
     assert "first wrong step changed (local)" in text
+
+
+def test_stationary_accuracy_is_where_the_flip_rates_settle():
+    from ttscale.analysis.revisions import Transitions
+
+    t = Transitions(correct_to_correct=6, correct_to_incorrect=2, incorrect_to_correct=3,
+                    incorrect_to_incorrect=9)
+    # broken 2/8 = 0.25, fixed 3/12 = 0.25: a long chain settles at one half
+    assert t.stationary_accuracy == pytest.approx(0.5)
+    assert t.to_dict()["stationary_accuracy"] == pytest.approx(0.5)
+    assert Transitions(correct_to_correct=4).stationary_accuracy is None  # nothing wrong seen
+    assert Transitions(correct_to_correct=1, incorrect_to_incorrect=1).stationary_accuracy is None

@@ -211,6 +211,10 @@ def flips_table(flips: dict[str, Any], title: str, seeded: bool) -> Any:
         t.add_row(_attempt_label(k, seeded), f"{acc:.3f}",
                   *(_shares(steps[k]) if k < len(steps) else ["", ""]))
     t.add_row("all", "", *_shares(flips["overall"]), style="italic")
+    settle = flips["overall"].get("stationary_accuracy")
+    if settle is not None:
+        t.caption = (f"at these rates a long chain settles at accuracy {settle:.3f} "
+                     f"(first attempt {flips['accuracy_by_position'][0]:.3f})")
     return t
 
 

@@ -65,13 +65,25 @@ class Transitions:
         base = self.incorrect_to_correct + self.incorrect_to_incorrect
         return self.incorrect_to_correct / base if base else None
 
+    @property
+    def stationary_accuracy(self) -> float | None:
+        """The accuracy a long chain settles at if every revision flipped answers at these
+        rates (two-state Markov chain: fixed / (fixed + broken)). Below the first attempt's
+        accuracy, later attempts are worse than fresh samples, and sequential revisions cannot
+        beat parallel sampling at equal budget; None when either rate is unknown."""
+        broke, fixed = self.correct_turned_incorrect, self.incorrect_turned_correct
+        if broke is None or fixed is None or broke + fixed == 0:
+            return None
+        return fixed / (fixed + broke)
+
     def to_dict(self) -> dict[str, Any]:
         return {"n": self.n, "correct_to_correct": self.correct_to_correct,
                 "correct_to_incorrect": self.correct_to_incorrect,
                 "incorrect_to_correct": self.incorrect_to_correct,
                 "incorrect_to_incorrect": self.incorrect_to_incorrect,
                 "correct_turned_incorrect": self.correct_turned_incorrect,
-                "incorrect_turned_correct": self.incorrect_turned_correct}
+                "incorrect_turned_correct": self.incorrect_turned_correct,
+                "stationary_accuracy": self.stationary_accuracy}
 
 
 @dataclass
