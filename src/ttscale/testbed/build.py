@@ -129,6 +129,8 @@ def _train_policy(cfg: BuildConfig, spec: ArchSpec, steps: int, lr: float, batch
                                  seed=cfg.seed)
         m.train()
         rec = {"step": step, "dev_pass1": acc, "dev_greedy": greedy, "by_ops": by_ops}
+        # a run killed between a snapshot and its checkpoint evaluates that step again
+        history[:] = [r for r in history if r["step"] < step]
         history.append(rec)
         _save(m, tok, snapshots / f"step-{step}", rec)
         log(f"  step {step}: dev pass@1 {acc:.3f} greedy {greedy:.3f}")
