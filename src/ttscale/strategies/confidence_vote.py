@@ -3,7 +3,10 @@ Confidence", arXiv:2508.15260; self-certainty, Kang et al. 2025, arXiv:2502.1858
 confidence as in confidence.py). Most users have no PRM for their domain: this is their verifier.
 
 With budget N: N full solutions are sampled in one call with the top-``top_k`` log-probability
-of every generated token (``SamplingParams.logprobs``); each trace gets a confidence score
+of every generated token (``SamplingParams.logprobs``); every token gets a confidence
+(``signal``: ``topk``, DeepConf's, from the top-k log-probabilities; ``sampled``, the
+probability of the token the model sampled, which is what separates right from wrong traces
+on the testbed, see confidence.py); each trace gets a confidence score
 (``score`` option: ``lowest_group`` (default, DeepConf's best offline score) with ``window``
 tokens per group, ``bottom10``, ``tail`` over the last ``tail`` tokens, or ``mean``). The
 least confident traces are filtered out: of the traces that state an answer, the
