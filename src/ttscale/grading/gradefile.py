@@ -41,8 +41,9 @@ def _one_of(rec: dict[str, Any], plain: str, whole: str) -> str:
     return plain if plain in rec else whole
 
 
-def _read(line: str) -> tuple[dict[str, Any], str, str | None, str, str]:
-    """One input line -> (record, pred key, pred text, gold key, gold text); ValueError if bad."""
+def json_object_line(line: str) -> dict[str, Any]:
+    """One JSONL line as an object; ValueError saying what is wrong (empty, not JSON, not an
+    object), for the caller to prefix with file and line."""
     if not line.strip():
         raise ValueError("empty line")
     try:
@@ -51,6 +52,12 @@ def _read(line: str) -> tuple[dict[str, Any], str, str | None, str, str]:
         raise ValueError(f"invalid JSON ({e.msg})") from None
     if not isinstance(rec, dict):
         raise ValueError(f"expected a JSON object, got {type(rec).__name__}")
+    return rec
+
+
+def _read(line: str) -> tuple[dict[str, Any], str, str | None, str, str]:
+    """One input line -> (record, pred key, pred text, gold key, gold text); ValueError if bad."""
+    rec = json_object_line(line)
     pkey, gkey = _one_of(rec, "pred", "response"), _one_of(rec, "gold", "gold_solution")
     pred = _as_text(rec, pkey, allow_none=True)
     gold = _as_text(rec, gkey, allow_none=False)

@@ -14,12 +14,12 @@ Every line is checked when the task is created, so a bad file fails at once with
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 from ttscale.grading.extract import boxed_answer
+from ttscale.grading.gradefile import json_object_line
 from ttscale.tasks import math_format
 from ttscale.tasks.math_format import DEFAULT_PROMPT_TEMPLATE
 from ttscale.types import Problem
@@ -72,14 +72,7 @@ class JsonlTask:
         return problems
 
     def _problem(self, line: str, index: int) -> Problem:
-        if not line.strip():
-            raise ValueError("empty line")
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"invalid JSON ({e.msg})") from None
-        if not isinstance(rec, dict):
-            raise ValueError(f"expected a JSON object, got {type(rec).__name__}")
+        rec = json_object_line(line)
         question = _text_field(rec, ("problem", "question"))
         if question is None:
             raise ValueError("missing field 'problem' (MATH style) or 'question' (GSM8K style)")
