@@ -18,6 +18,14 @@ PORT = typer.Option("--port", min=1, max=65535, help="TCP port (1-65535).")
 KEY_FILE_HELP = "File whose first line is an accepted client key (keeps it out of `ps`)."
 INSECURE_HELP = ("Listen beyond loopback WITHOUT an API key (anyone who can reach it can use "
                  "it). Without this, a non-loopback --host needs a key.")
+KeyFileOpt = Annotated[str | None, typer.Option("--api-key-file", help=KEY_FILE_HELP)]
+InsecureOpt = Annotated[bool, typer.Option("--insecure-no-auth", help=INSECURE_HELP)]
+# the model servers (serve-policy, serve-prm): open on loopback by default, with a warning
+ServerKeyOpt = Annotated[list[str] | None, typer.Option(
+    "--api-key", help="Require this key (repeatable; also TTSCALE_API_KEY, --api-key-file); "
+    "without one it runs open on loopback, with a warning.")]
+ServerNoAuthOpt = Annotated[bool, typer.Option(
+    "--no-auth", help="No key, no warning (loopback only).")]
 
 
 def _uvicorn(app: Any, host: str, port: int, banner: str) -> None:
@@ -102,13 +110,11 @@ def serve_cmd(
     api_key: Annotated[list[str] | None, typer.Option(
         "--api-key", help="Accepted client key, repeatable (also TTSCALE_API_KEY, "
         "--api-key-file).")] = None,
-    api_key_file: Annotated[str | None, typer.Option("--api-key-file", help=KEY_FILE_HELP)
-                            ] = None,
+    api_key_file: KeyFileOpt = None,
     no_auth: Annotated[bool, typer.Option(
         "--no-auth", help="Serve without API keys (loopback only; refused on other hosts)."
     )] = False,
-    insecure_no_auth: Annotated[bool, typer.Option("--insecure-no-auth", help=INSECURE_HELP)
-                                ] = False,
+    insecure_no_auth: InsecureOpt = False,
     host: Annotated[str, typer.Option("--host", help=HOST_HELP)] = "127.0.0.1",
     port: Annotated[int, PORT] = 8080,
     temperature: Annotated[float, typer.Option(
@@ -249,15 +255,10 @@ def serve_prm_cmd(
         "--step-delimiter", help="token-classification: the delimiter the PRM reads after each "
         "step (default: recorded at training time).")] = None,
     served_model: Annotated[str, typer.Option("--served-model")] = "ttscale-prm",
-    api_key: Annotated[list[str] | None, typer.Option(
-        "--api-key", help="Require this key (repeatable; also TTSCALE_API_KEY, "
-        "--api-key-file); without one it runs open on loopback, with a warning.")] = None,
-    api_key_file: Annotated[str | None, typer.Option("--api-key-file", help=KEY_FILE_HELP)
-                            ] = None,
-    no_auth: Annotated[bool, typer.Option(
-        "--no-auth", help="No key, no warning (loopback only).")] = False,
-    insecure_no_auth: Annotated[bool, typer.Option("--insecure-no-auth", help=INSECURE_HELP)
-                                ] = False,
+    api_key: ServerKeyOpt = None,
+    api_key_file: KeyFileOpt = None,
+    no_auth: ServerNoAuthOpt = False,
+    insecure_no_auth: InsecureOpt = False,
     host: Annotated[str, typer.Option("--host", help=HOST_HELP)] = "127.0.0.1",
     port: Annotated[int, PORT] = 8001,
     device: Annotated[str, typer.Option("--device")] = "cpu",
@@ -289,15 +290,10 @@ def serve_policy_cmd(
     emulate: Annotated[str, typer.Option(
         "--emulate", help="vllm (n, stop_reason) or llamacpp (no n, no stop_reason).")
     ] = "vllm",
-    api_key: Annotated[list[str] | None, typer.Option(
-        "--api-key", help="Require this key (repeatable; also TTSCALE_API_KEY, "
-        "--api-key-file); without one it runs open on loopback, with a warning.")] = None,
-    api_key_file: Annotated[str | None, typer.Option("--api-key-file", help=KEY_FILE_HELP)
-                            ] = None,
-    no_auth: Annotated[bool, typer.Option(
-        "--no-auth", help="No key, no warning (loopback only).")] = False,
-    insecure_no_auth: Annotated[bool, typer.Option("--insecure-no-auth", help=INSECURE_HELP)
-                                ] = False,
+    api_key: ServerKeyOpt = None,
+    api_key_file: KeyFileOpt = None,
+    no_auth: ServerNoAuthOpt = False,
+    insecure_no_auth: InsecureOpt = False,
     host: Annotated[str, typer.Option("--host", help=HOST_HELP)] = "127.0.0.1",
     port: Annotated[int, PORT] = 8000,
     device: Annotated[str, typer.Option("--device")] = "cpu",
