@@ -7,9 +7,10 @@ self-certainty, Kang et al. 2025): the verifier for users who have no PRM.
   hesitates) a small value. ``signal="sampled"``: ``C_i`` is the probability the model gave the
   token it sampled (so ``mean`` is the mean token probability, a length-normalised likelihood).
   Why both: which one separates right from wrong traces depends on the model. On the testbed
-  the top-k confidence carries no signal (within-question AUC 0.51 on 150 dev questions, 0.51 on
-  60 test questions, 32 traces each: with a 32-token vocabulary the top-5 mass says little)
-  while the sampled-token probability does (0.73 dev, 0.79 test; docs/testbed.md).
+  the top-k confidence carries no signal (within-question AUC of right vs wrong traces 0.52-0.58
+  on 150 dev questions and 0.48-0.51 on 60 test questions, 32 traces each, by trace score: with
+  a 32-token vocabulary the top-5 mass says little) while the sampled-token probability does
+  (0.73 dev, 0.79-0.80 test; docs/testbed.md).
 * **Group confidence**: the mean token confidence over a sliding window of ``window`` tokens
   (DeepConf uses 2048 on long traces; testbed solutions are ~40 tokens, so the default is 8).
   A trace shorter than the window is one group.

@@ -29,6 +29,7 @@ from ttscale.strategies.base import OptInt, SearchContext
 from ttscale.strategies.common import Run, check_budget, derive_seed, majority_vote
 from ttscale.strategies.confidence import (
     CONFIDENCE_KEY,
+    TokenSignal,
     confidence_vote,
     most_confident,
     sample_confident_solutions,
@@ -43,7 +44,7 @@ class ConfidenceOptions(BeyondOptions):
     """How a trace's confidence is read from its token log-probabilities (confidence.py)."""
 
     top_k: OptInt = Field(5, ge=1, le=20, description="log-probabilities per token (DeepConf: 5)")
-    signal: Literal["topk", "sampled"] = Field(
+    signal: TokenSignal = Field(
         "topk", description="token confidence: DeepConf's top-k (topk) or the probability of "
                             "the sampled token (sampled); see confidence.py")
     score: Literal["lowest_group", "bottom10", "tail", "mean"] = "lowest_group"
