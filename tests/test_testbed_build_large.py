@@ -81,3 +81,17 @@ def test_training_further_starts_from_the_given_weights(monkeypatch, tmp_path):
     trained = build._load_float32(tmp_path / "final").state_dict()
     for name, value in model.state_dict().items():
         assert torch.equal(trained[name], value), name  # learning rate 0: weights unchanged
+
+
+@pytest.mark.parametrize("flags,needles", [
+    (["--large-init", "nowhere"], ("--large-init", "no model there")),
+    (["--large-patience", "0"], ("--large-patience",)),
+    (["--large-lr", "0"], ("--large-lr", "must be > 0")),
+])
+def test_bad_large_options_are_one_line_errors(capsys, tmp_path, flags, needles):
+    from cli_helpers import assert_one_line_error, run_cli
+
+    code, _, err = run_cli(capsys, ["testbed", "train", "--stages", "large", "--work",
+                                    str(tmp_path / "w"), "--out", str(tmp_path / "o"), *flags])
+    assert_one_line_error(code, err, *needles)
+    assert not (tmp_path / "w").exists()  # nothing started

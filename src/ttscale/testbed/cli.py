@@ -26,10 +26,10 @@ def train_cmd(
     stages: Annotated[str, typer.Option(help="comma list of small,large,labels,prm,revision,ship")]
     = "small,large,labels,prm,revision,ship",
     large_steps: Annotated[int | None, typer.Option(
-        help="training steps of policy-large (default 600; it stops early at dev greedy "
+        min=1, help="training steps of policy-large (default 600; it stops early at dev greedy "
              "0.97): more to train it until its dev greedy accuracy plateaus")] = None,
     large_patience: Annotated[int | None, typer.Option(
-        help="stop policy-large once dev greedy has not improved for this many evaluations "
+        min=1, help="stop policy-large once dev greedy has not improved for this many evaluations "
              "(every 50 steps); the best snapshot ships")] = None,
     large_lr: Annotated[float | None, typer.Option(
         help="peak learning rate of policy-large (default 2e-3; lower when training further "
@@ -54,12 +54,8 @@ def train_cmd(
     extra: dict = {"revision_local": revision_local,
                    "revision_repeat_rate": revision_repeat_rate}
     if large_steps is not None:
-        if large_steps < 1:
-            raise ValueError(f"--large-steps {large_steps}: must be >= 1")
         extra["large_steps"] = large_steps
     if large_patience is not None:
-        if large_patience < 1:
-            raise ValueError(f"--large-patience {large_patience}: must be >= 1")
         extra["large_patience"] = large_patience
     if large_lr is not None:
         if large_lr <= 0:
