@@ -178,7 +178,7 @@ def section_online(problems: list[Problem], make_ctx: Any, hard: tuple[int, int]
 
 def section_particles(problems: list[Problem], make_ctx: Any, hard: tuple[int, int]) -> None:
     rows = []
-    for n in (16,):
+    for n in (8, 16):
         beam = run_all("beam", problems, n, make_ctx, beam_width=4)
         rows.append(summary(f"beam M=4 @{n}", [r.answer for r in beam], beam, problems, hard))
         for sel in ("argmax", "weighted"):
