@@ -53,29 +53,19 @@ import random
 import sys
 import time
 import zlib
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from bench_beyond import load  # the shipped policy-small and PRM, loaded the same way
 
 from ttscale.engines.base import SamplingParams
 from ttscale.strategies import SearchContext, get_strategy
 from ttscale.tasks.testbed import TestbedTask
 from ttscale.types import Problem
 
-MODELS = Path(__file__).resolve().parents[1] / "src/ttscale/testbed/models"
 N = 16
 MAX_STEP_TOKENS = 64  # ttscale's SearchContext.max_step_tokens default
-
-
-def load() -> tuple[Any, Any]:
-    from ttscale.engines.hf import HFGenerator
-    from ttscale.verifiers import load_verifier
-
-    gen = HFGenerator.from_pretrained(MODELS / "policy-small")
-    prm = load_verifier(MODELS / "prm", step_delimiter="\n")
-    return gen, prm
 
 
 def split_steps(text: str) -> list[str]:
