@@ -37,9 +37,9 @@ def scripted_dev(monkeypatch, greedy_by_call: list[float], kill_at: int | None =
     return calls
 
 
-def train(tmp_path, steps, **kw):
+def train(tmp_path, steps, lr=1e-3, **kw):
     cfg = build.BuildConfig(out=tmp_path / "out", work=tmp_path / "work", eval_every=2)
-    return build._train_policy(cfg, TINY, steps, 1e-3, 4, 0.99, tmp_path / "work" / "snaps",
+    return build._train_policy(cfg, TINY, steps, lr, 4, 0.99, tmp_path / "work" / "snaps",
                                tmp_path / "work" / "final", lambda m: None, **kw)
 
 
@@ -75,10 +75,8 @@ def test_training_further_starts_from_the_given_weights(monkeypatch, tmp_path):
     scripted_dev(monkeypatch, [0.5, 0.5])
     model, tok = build._new_model(TINY)
     build._save(model, tok, tmp_path / "init", {})
-    cfg = build.BuildConfig(out=tmp_path / "out", work=tmp_path / "work", eval_every=2)
-    build._train_policy(cfg, TINY, 2, 0.0, 4, 0.99, tmp_path / "snaps", tmp_path / "final",
-                        lambda m: None, init=tmp_path / "init")
-    trained = build._load_float32(tmp_path / "final").state_dict()
+    train(tmp_path, 2, lr=0.0, init=tmp_path / "init")
+    trained = build._load_float32(tmp_path / "work" / "final").state_dict()
     for name, value in model.state_dict().items():
         assert torch.equal(trained[name], value), name  # learning rate 0: weights unchanged
 

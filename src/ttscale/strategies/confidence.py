@@ -52,7 +52,7 @@ def token_confidences(top_logprobs: Sequence[Sequence[float]]) -> list[float]:
     return out
 
 
-def completion_confidences(comp: Completion, signal: str = "topk") -> list[float]:
+def completion_confidences(comp: Completion, signal: TokenSignal = "topk") -> list[float]:
     """Token confidences of one completion (``signal``: module docstring); raises if the
     engine sent no log-probabilities."""
     if signal == "sampled":
@@ -105,7 +105,7 @@ def trace_score(conf: Sequence[float], how: str, window: int = 8, tail: int = 16
 
 def sample_confident_solutions(ctx: SearchContext, problem: Problem, n: int, seed: int, k: int,
                                how: str, window: int, tail: int,
-                               signal: str = "topk") -> list[Candidate]:
+                               signal: TokenSignal = "topk") -> list[Candidate]:
     """``n`` full solutions in one call (each one generation) with their trace confidence in
     ``meta["confidence"]`` (top-``k`` log-probabilities asked of the engine)."""
     params = SamplingParams(n=n, temperature=ctx.temperature, top_p=ctx.top_p,

@@ -94,13 +94,13 @@ def train_sft(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     def collate(items: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
         return pad_batch([i for i, _ in items], tokenizer.pad_token_id, [lab for _, lab in items])
 
+    checkpoints = ({"save_strategy": "steps", "save_steps": checkpoint_every,
+                    "save_total_limit": 1} if checkpoint_every else {"save_strategy": "no"})
     args = TrainingArguments(
         output_dir=str(out_dir / "_trainer"), max_steps=max_steps, num_train_epochs=epochs,
         per_device_train_batch_size=batch_size, learning_rate=learning_rate,
         warmup_steps=warmup_steps, lr_scheduler_type="cosine", weight_decay=0.01,
-        logging_steps=log_every, report_to=[], seed=seed,
-        save_strategy="steps" if checkpoint_every else "no", save_steps=checkpoint_every or 500,
-        save_total_limit=1,
+        logging_steps=log_every, report_to=[], seed=seed, **checkpoints,
         use_cpu=not torch.cuda.is_available(), disable_tqdm=True,
     )
     trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collate,
